@@ -1,0 +1,298 @@
+"""Building blocks shared by the StyleGAN generator and discriminator.
+
+Owns: equalized-learning-rate linear/conv layers, pixel normalisation, the [1, 2, 1] blur,
+nearest 2× upsampling and 2×2 average downsampling, per-layer noise injection, AdaIN style
+modulation and the minibatch standard-deviation layer. Everything here follows the official
+StyleGAN implementation (NVlabs/stylegan, ``training/networks_stylegan.py``) and is device/dtype
+agnostic: buffers are cast to the activation dtype at run time, so the layers work under
+bf16/fp16 autocast and DDP without ``.cuda()`` calls.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from stylegan.errors import ConfigError
+
+NoiseMode = Literal["random", "const", "none"]
+NOISE_MODES: tuple[str, ...] = ("random", "const", "none")
+LRELU_SLOPE = 0.2  # negative slope of every LeakyReLU in StyleGAN
+LRELU_GAIN = math.sqrt(2.0)  # He gain for layers followed by (leaky) ReLU
+NORM_EPS = 1e-8  # epsilon of pixel norm, instance norm and minibatch stddev (official value)
+
+
+def check_noise_mode(noise_mode: str) -> None:
+    """Raise a one-line ConfigError unless ``noise_mode`` is one of :data:`NOISE_MODES`."""
+    if noise_mode not in NOISE_MODES:
+        raise ConfigError(f"noise_mode must be one of {list(NOISE_MODES)}, got {noise_mode!r}")
+
+
+def check_alpha(alpha: float) -> float:
+    """Return ``alpha`` as a float if it is in [0, 1], else raise a ConfigError (a ValueError)."""
+    value = float(alpha)
+    if not 0.0 <= value <= 1.0:  # also rejects NaN
+        raise ConfigError(f"alpha must be in [0, 1], got {alpha!r}")
+    return value
+
+
+# ----------------------------------------------------------------------------------------------
+# Resampling.
+
+
+def upsample2d(x: torch.Tensor) -> torch.Tensor:
+    """Nearest-neighbour 2× upsampling: [N, C, H, W] -> [N, C, 2H, 2W] (exact pixel copies)."""
+    N, C, H, W = x.shape
+    x = x.reshape(N, C, H, 1, W, 1).expand(N, C, H, 2, W, 2)
+    return x.reshape(N, C, 2 * H, 2 * W)
+
+
+def downsample2d(x: torch.Tensor) -> torch.Tensor:
+    """2×2 average pooling: [N, C, H, W] -> [N, C, H/2, W/2]."""
+    return F.avg_pool2d(x, kernel_size=2, stride=2)
+
+
+class Blur(nn.Module):
+    """Depthwise low-pass filter with the normalised outer product of [1, 2, 1] ("same" padding)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        taps = torch.tensor([1.0, 2.0, 1.0])
+        kernel = taps[:, None] * taps[None, :]
+        kernel = kernel / kernel.sum()
+        # Constant, rebuilt at construction: not part of the state dict.
+        self.register_buffer("kernel", kernel[None, None], persistent=False)  # [1, 1, 3, 3]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        C = x.shape[1]
+        weight = self.kernel.to(dtype=x.dtype).expand(C, 1, 3, 3)
+        return F.conv2d(x, weight, padding=1, groups=C)  # [N, C, H, W]
+
+
+# ----------------------------------------------------------------------------------------------
+# Equalized learning rate.
+
+
+class EqualizedLinear(nn.Module):
+    """Fully-connected layer with equalized learning rate (Karras et al. 2018).
+
+    The weight parameter is stored as N(0, 1/lr_mul) and scaled at run time by
+    ``weight_gain = gain / sqrt(in_features) * lr_mul``; the bias parameter is stored as
+    ``bias_init / lr_mul`` and multiplied by ``lr_mul`` at run time, so the effective bias starts
+    at ``bias_init`` and both learn ``lr_mul`` times slower.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        bias: bool = True,  # False = no bias parameter
+        bias_init: float = 0.0,  # initial value of the effective bias
+        lr_mul: float = 1.0,  # learning-rate multiplier (0.01 in the mapping network)
+        gain: float = LRELU_GAIN,  # sqrt(2) before a LeakyReLU, 1 for linear outputs
+    ) -> None:
+        super().__init__()
+        self.in_features = in_features
+        self.out_features = out_features
+        self.lr_mul = lr_mul
+        self.gain = gain
+        self.weight_gain = gain / math.sqrt(in_features) * lr_mul
+        self.weight = nn.Parameter(torch.randn(out_features, in_features) / lr_mul)
+        self.bias = nn.Parameter(torch.full([out_features], bias_init / lr_mul)) if bias else None
+
+    def effective_weight(self) -> torch.Tensor:
+        """The weight actually applied: ``weight * weight_gain`` [out, in]."""
+        return self.weight * self.weight_gain
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: [N, in] -> [N, out]
+        weight = (self.weight * self.weight_gain).to(x.dtype)
+        bias = None if self.bias is None else (self.bias * self.lr_mul).to(x.dtype)
+        return F.linear(x, weight, bias)
+
+    def extra_repr(self) -> str:
+        return (
+            f"in={self.in_features}, out={self.out_features}, bias={self.bias is not None}, "
+            f"lr_mul={self.lr_mul}, gain={self.gain:.4g}"
+        )
+
+
+class EqualizedConv2d(nn.Module):
+    """Stride-1 2-D convolution with equalized learning rate and "same" padding.
+
+    Same parameterisation as :class:`EqualizedLinear` with
+    ``fan_in = in_channels * kernel_size ** 2``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        *,
+        bias: bool = True,  # False = no bias parameter (e.g. bias applied later in an epilogue)
+        bias_init: float = 0.0,  # initial value of the effective bias
+        lr_mul: float = 1.0,  # learning-rate multiplier
+        gain: float = LRELU_GAIN,  # sqrt(2) before a LeakyReLU, 1 for toRGB
+    ) -> None:
+        super().__init__()
+        if kernel_size < 1 or kernel_size % 2 != 1:
+            raise ConfigError(f"kernel_size must be a positive odd integer, got {kernel_size}")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = kernel_size
+        self.lr_mul = lr_mul
+        self.gain = gain
+        fan_in = in_channels * kernel_size * kernel_size
+        self.weight_gain = gain / math.sqrt(fan_in) * lr_mul
+        self.weight = nn.Parameter(
+            torch.randn(out_channels, in_channels, kernel_size, kernel_size) / lr_mul
+        )
+        self.bias = nn.Parameter(torch.full([out_channels], bias_init / lr_mul)) if bias else None
+
+    def effective_weight(self) -> torch.Tensor:
+        """The weight actually applied: ``weight * weight_gain`` [out, in, k, k]."""
+        return self.weight * self.weight_gain
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: [N, C_in, H, W] -> [N, C_out, H, W]
+        weight = (self.weight * self.weight_gain).to(x.dtype)
+        bias = None if self.bias is None else (self.bias * self.lr_mul).to(x.dtype)
+        return F.conv2d(x, weight, bias, padding=self.kernel_size // 2)
+
+    def extra_repr(self) -> str:
+        return (
+            f"in={self.in_channels}, out={self.out_channels}, kernel_size={self.kernel_size}, "
+            f"bias={self.bias is not None}, lr_mul={self.lr_mul}, gain={self.gain:.4g}"
+        )
+
+
+# ----------------------------------------------------------------------------------------------
+# Normalisation, noise and style.
+
+
+class PixelNorm(nn.Module):
+    """Normalise each feature vector to unit RMS over dim 1 (applied to z in the mapping)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.square().mean(dim=1, keepdim=True) + NORM_EPS)
+
+
+class NoiseInjection(nn.Module):
+    """Add one single-channel noise map per sample, scaled by a learned per-channel strength.
+
+    ``noise_mode``: ``"random"`` draws fresh N(0, 1) noise [N, 1, H, W] each call, ``"const"``
+    uses the fixed buffer ``noise_const`` [1, 1, H, W] (drawn at construction from a CPU
+    generator seeded with ``seed``, hence identical in every process), ``"none"`` adds nothing.
+    The strength is initialised to 0 (official), so noise has no effect until it is learned.
+    """
+
+    def __init__(
+        self,
+        *,
+        channels: int,  # feature maps of the layer; one learned strength per channel
+        resolution: int,  # spatial size H = W of the layer (size of the const noise buffer)
+        seed: int = 0,  # seed of the const noise buffer; use a different one for every layer
+    ) -> None:
+        super().__init__()
+        self.resolution = resolution
+        self.weight = nn.Parameter(torch.zeros(channels))
+        generator = torch.Generator(device="cpu").manual_seed(seed)
+        noise = torch.randn(1, 1, resolution, resolution, generator=generator)
+        self.register_buffer("noise_const", noise)  # [1, 1, H, W]
+
+    def forward(self, x: torch.Tensor, noise_mode: NoiseMode = "random") -> torch.Tensor:
+        # x: [N, C, H, W] -> [N, C, H, W]
+        if noise_mode == "none":
+            return x
+        if noise_mode == "random":
+            N, _, H, W = x.shape
+            noise = torch.randn(N, 1, H, W, device=x.device, dtype=x.dtype)
+        elif noise_mode == "const":
+            noise = self.noise_const.to(dtype=x.dtype)
+        else:
+            check_noise_mode(noise_mode)
+        return x + noise * self.weight.to(x.dtype).view(1, -1, 1, 1)
+
+
+class AdaIN(nn.Module):
+    """Adaptive instance normalisation: ``instance_norm(x) * scale(w) + bias(w)``.
+
+    The style ``[scale, bias]`` = ``affine(w)`` comes from an :class:`EqualizedLinear`
+    (w_dim -> 2C, gain 1) whose scale half has bias_init 1 and bias half bias_init 0 (the official
+    ``x * (style[0] + 1) + style[1]`` with zero bias). The style computed by the last forward is
+    kept (detached) in ``last_style`` [N, 2C] for inspection; forward hooks on ``affine`` also see
+    the w each layer received.
+    """
+
+    def __init__(
+        self,
+        *,
+        channels: int,  # C, feature maps being modulated
+        w_dim: int,  # dimensionality of w
+    ) -> None:
+        super().__init__()
+        self.channels = channels
+        self.affine = EqualizedLinear(w_dim, 2 * channels, bias=True, bias_init=0.0, gain=1.0)
+        with torch.no_grad():
+            self.affine.bias[:channels].fill_(1.0 / self.affine.lr_mul)
+        self.last_style: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        # x: [N, C, H, W], w: [N, w_dim] -> [N, C, H, W]
+        style = self.affine(w)  # [N, 2C]
+        self.last_style = style.detach()
+        orig_dtype = x.dtype
+        y = x.float()
+        y = y - y.mean(dim=(2, 3), keepdim=True)
+        y = y * torch.rsqrt(y.square().mean(dim=(2, 3), keepdim=True) + NORM_EPS)
+        y = y.to(orig_dtype)
+        scale, bias = style.to(orig_dtype).unflatten(1, (2, self.channels)).unbind(dim=1)
+        return y * scale[:, :, None, None] + bias[:, :, None, None]
+
+
+# ----------------------------------------------------------------------------------------------
+# Discriminator helpers.
+
+
+class MinibatchStdDev(nn.Module):
+    """Append the minibatch standard deviation as extra feature map(s) (official formula).
+
+    The batch is split into groups of G = the largest divisor of N that is <= ``group_size`` (so
+    any batch size works; sample i belongs to group ``i % (N // G)`` as in the official reshape).
+    Per group: std over the group of every feature, averaged over (channels of the channel group,
+    H, W), replicated over the group and pixels, and concatenated as ``num_channels`` new maps.
+    """
+
+    def __init__(
+        self,
+        *,
+        group_size: int = 4,  # maximum group size; 1 = every sample is its own group
+        num_channels: int = 1,  # number of appended feature maps (channel groups)
+    ) -> None:
+        super().__init__()
+        if group_size < 1 or num_channels < 1:
+            raise ConfigError(
+                f"group_size and num_channels must be >= 1, got {group_size}, {num_channels}"
+            )
+        self.group_size = group_size
+        self.num_channels = num_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: [N, C, H, W] -> [N, C + num_channels, H, W]
+        N, C, H, W = x.shape
+        n = self.num_channels
+        if C % n != 0:
+            raise ValueError(f"channels ({C}) must be divisible by mbstd num_channels ({n})")
+        G = max(g for g in range(1, min(self.group_size, N) + 1) if N % g == 0)
+        y = x.float().reshape(G, N // G, n, C // n, H, W)  # [G, M, n, c, H, W]
+        y = y - y.mean(dim=0)
+        y = (y.square().mean(dim=0) + NORM_EPS).sqrt()  # [M, n, c, H, W]
+        y = y.mean(dim=(2, 3, 4))  # [M, n]
+        y = y.to(x.dtype).reshape(N // G, n, 1, 1).repeat(G, 1, H, W)  # [N, n, H, W]
+        return torch.cat([x, y], dim=1)
