@@ -1,0 +1,77 @@
+"""GAN losses as small pure functions of tensors.
+
+WGAN-GP (Gulrajani et al. 2017) with the ProGAN drift term, and the non-saturating logistic loss
+(BCE with logits) with the optional R1 penalty (Mescheder et al. 2018). Penalties take a
+``discriminator`` callable so they can differentiate through it; everything else takes logits.
+Under fp16 mixed precision pass the GradScaler's scale as ``grad_scale`` so the input gradients of
+a penalty do not underflow (the PyTorch AMP recipe for gradient penalties).
+"""
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+Critic = Callable[[Tensor], Tensor]
+
+
+def wgan_d_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+    """Critic loss E[D(fake)] - E[D(real)]."""
+    return fake_logits.mean() - real_logits.mean()
+
+
+def wgan_g_loss(fake_logits: Tensor) -> Tensor:
+    """Generator loss -E[D(fake)]."""
+    return -fake_logits.mean()
+
+
+def drift_penalty(real_logits: Tensor) -> Tensor:
+    """E[D(real)^2]: keeps the critic's output near zero (ProGAN's epsilon-drift term)."""
+    return real_logits.square().mean()
+
+
+def _input_gradients(discriminator: Critic, inputs: Tensor, grad_scale: float) -> Tensor:
+    """dD/dx per sample with a graph, so the penalty built from it can be back-propagated."""
+    inputs = inputs.detach().requires_grad_(True)
+    logits = discriminator(inputs)
+    (grads,) = torch.autograd.grad(
+        outputs=logits.sum() * grad_scale, inputs=inputs, create_graph=True
+    )
+    return grads.float() / grad_scale
+
+
+def gradient_penalty(
+    discriminator: Critic,
+    real: Tensor,
+    fake: Tensor,
+    *,
+    grad_scale: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """E[(||grad D(x_hat)||_2 - 1)^2] on random interpolates x_hat between real and fake."""
+    eps = torch.rand(
+        real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype, generator=generator
+    )
+    interpolates = torch.lerp(fake.detach(), real.detach(), eps)
+    grads = _input_gradients(discriminator, interpolates, grad_scale)
+    norms = grads.flatten(1).norm(2, dim=1)
+    return (norms - 1.0).square().mean()
+
+
+def logistic_d_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+    """BCE with logits: real labelled 1, fake labelled 0 (= softplus(-D(x)) + softplus(D(G(z))))."""
+    real_term = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
+    fake_term = F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+    return real_term + fake_term
+
+
+def logistic_g_loss(fake_logits: Tensor) -> Tensor:
+    """Non-saturating generator loss: BCE of D(G(z)) against the real label."""
+    return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
+
+
+def r1_penalty(discriminator: Critic, real: Tensor, *, grad_scale: float = 1.0) -> Tensor:
+    """E[||grad D(x)||^2] on real images (multiply by gamma/2 in the caller)."""
+    grads = _input_gradients(discriminator, real, grad_scale)
+    return grads.square().flatten(1).sum(dim=1).mean()
