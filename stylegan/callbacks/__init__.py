@@ -1,0 +1,26 @@
+"""Lightning callbacks: each owns one concern of a training run.
+
+- ``progressive``: the progressive-growing schedule (resolution, alpha, batch size, lr).
+- ``checkpoint``: atomic checkpoint IO and periodic/last checkpoints by kimg.
+- ``samples``: fixed-z sample grids and real-image grids.
+- ``export``: ``generator.pt`` at the end of training.
+- ``progress_bar``: a tqdm bar over the run's kimg.
+- ``fid``: FID of the EMA generator during training, ``best.ckpt``.
+"""
+
+from stylegan.callbacks.checkpoint import AtomicCheckpointIO, PeriodicCheckpoint
+from stylegan.callbacks.export import ExportGenerator
+from stylegan.callbacks.fid import FIDCallback
+from stylegan.callbacks.progress_bar import KimgProgressBar
+from stylegan.callbacks.progressive import ProgressiveGrowing
+from stylegan.callbacks.samples import SampleGrid
+
+__all__ = [
+    "AtomicCheckpointIO",
+    "ExportGenerator",
+    "FIDCallback",
+    "KimgProgressBar",
+    "PeriodicCheckpoint",
+    "ProgressiveGrowing",
+    "SampleGrid",
+]

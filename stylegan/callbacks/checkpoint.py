@@ -1,0 +1,81 @@
+"""Checkpoints that survive a kill: atomic writes, periodic by kimg, ``last.ckpt`` always current.
+
+Lightning's ``ModelCheckpoint`` counts optimizer steps, which under manual optimization with two
+optimizers and a batch size that changes per resolution says little about training progress; this
+callback counts images instead and saves at every resolution change too. All files go through
+:class:`AtomicCheckpointIO`, so a kill mid-write never leaves a corrupt ``last.ckpt``.
+"""
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.fabric.plugins import TorchCheckpointIO
+
+from stylegan.checkpoints import atomic_torch_save
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's torch checkpoint IO, but written to a temp file and renamed into place."""
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
+    ) -> None:
+        atomic_torch_save(checkpoint, path)
+
+
+class PeriodicCheckpoint(L.Callback):
+    """Saves ``kimgNNNNNN.NNN.ckpt`` every ``every_kimg``, at each resolution change and at the end.
+
+    Each is copied to ``last.ckpt`` atomically; only the newest ``keep`` periodic files stay.
+    """
+
+    def __init__(self, *, dirpath: str, every_kimg: float = 100.0, keep: int = 5) -> None:
+        self.dirpath = Path(dirpath)
+        self.every_images = max(1, round(every_kimg * 1000))
+        self.keep = keep
+        self._images_at_last_batch = 0
+        self._images_at_last_save = -1
+
+    @property
+    def last_path(self) -> Path:
+        return self.dirpath / "last.ckpt"
+
+    def _periodic_name(self, images_seen: int) -> str:
+        return f"kimg{images_seen / 1000:010.3f}.ckpt"
+
+    def _save(self, trainer: L.Trainer, images_seen: int) -> None:
+        if images_seen == self._images_at_last_save:
+            return
+        self._images_at_last_save = images_seen
+        periodic = self.dirpath / self._periodic_name(images_seen)
+        trainer.save_checkpoint(periodic, weights_only=False)  # every rank calls it; rank 0 writes
+        if trainer.is_global_zero:
+            tmp = self.last_path.with_name(".last.ckpt.copy")
+            shutil.copyfile(periodic, tmp)
+            tmp.replace(self.last_path)
+            self._prune()
+        trainer.strategy.barrier("periodic_checkpoint")
+
+    def _prune(self) -> None:
+        if self.keep <= 0:
+            return
+        periodic = sorted(self.dirpath.glob("kimg*.ckpt"))
+        for old in periodic[: -self.keep]:
+            old.unlink(missing_ok=True)
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: Any) -> None:
+        self._images_at_last_batch = pl_module.images_seen
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        before, seen = self._images_at_last_batch, pl_module.images_seen
+        self._images_at_last_batch = seen
+        if seen // self.every_images != before // self.every_images:
+            self._save(trainer, seen)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: Any) -> None:
+        # Epochs end exactly at resolution changes and at the end of training.
+        self._save(trainer, pl_module.images_seen)

@@ -1,0 +1,265 @@
+"""The StyleGAN LightningModule: manual alternating optimization of D and G.
+
+Owns one training step (``n_critic`` discriminator updates, then one generator update), the loss
+selection (WGAN-GP with drift, or non-saturating logistic with optional lazy R1), style-mixing
+regularization, the generator EMA, and the count of images seen, which is the progressive state's
+single source of truth (the :class:`~stylegan.callbacks.ProgressiveGrowing` callback derives
+resolution, alpha, batch size and learning rate from it). Uses ``toggle_optimizer`` and
+``manual_backward`` so that Lightning's precision plugins (bf16/fp16) and DDP apply.
+"""
+
+import copy
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+
+from stylegan import losses
+from stylegan.errors import ConfigError
+from stylegan.networks import Generator, mix_styles
+from stylegan.schedule import ProgressState
+
+LOSSES = ("wgan_gp", "bce")
+CHECKPOINT_FORMAT = 1
+
+
+class StyleGANModule(L.LightningModule):
+    """Trains a :class:`Generator` against a discriminator; the EMA generator is the product."""
+
+    def __init__(
+        self,
+        *,
+        generator: Generator,  # trained G; an EMA copy is made from it
+        discriminator: nn.Module,  # Discriminator or DCGANDiscriminator
+        loss: str = "wgan_gp",  # "wgan_gp" or "bce" (non-saturating logistic)
+        gp_weight: float = 10.0,  # WGAN-GP lambda
+        drift_weight: float = 0.001,  # WGAN-GP epsilon-drift weight on E[D(real)^2]
+        r1_gamma: float = 0.0,  # bce only: R1 weight gamma; 0 = no R1
+        r1_interval: int = 16,  # bce only: R1 every N D steps (lazy), scaled by N
+        n_critic: int = 1,  # D updates per G update
+        style_mixing_prob: float = 0.9,  # probability of a mixed sample; 0 = no mixing
+        ema_half_life_kimg: float = 10.0,  # generator EMA half-life; 0 = EMA equals G
+        adam_betas: tuple[float, float] = (0.0, 0.99),
+        adam_eps: float = 1e-8,
+        lr: float = 0.001,  # initial lr; the progressive callback sets it per resolution
+        reset_optimizer_on_phase: bool = True,  # official StyleGAN: new Adam state per phase
+    ) -> None:
+        super().__init__()
+        if loss not in LOSSES:
+            raise ConfigError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
+        needs_input_gradients = loss == "wgan_gp" or r1_gamma > 0
+        if needs_input_gradients and not getattr(discriminator, "supports_gradient_penalty", True):
+            raise ConfigError(
+                f"{type(discriminator).__name__} uses BatchNorm, which breaks per-sample gradient "
+                "penalties: use loss=bce (without R1) with it, or the StyleGAN discriminator"
+            )
+        if not 0.0 <= style_mixing_prob <= 1.0:
+            raise ConfigError(f"style_mixing_prob must be in [0, 1], got {style_mixing_prob}")
+        if n_critic < 1 or r1_interval < 1:
+            raise ConfigError("n_critic and r1_interval must be >= 1")
+        self.automatic_optimization = False
+        self.generator = generator
+        self.discriminator = discriminator
+        # Same train/eval mode as G (G has no mode-dependent layers); never optimized.
+        self.generator_ema = copy.deepcopy(generator).requires_grad_(False)
+        self.loss = loss
+        self.gp_weight = gp_weight
+        self.drift_weight = drift_weight
+        self.r1_gamma = r1_gamma
+        self.r1_interval = r1_interval
+        self.n_critic = n_critic
+        self.style_mixing_prob = style_mixing_prob
+        self.ema_half_life_kimg = ema_half_life_kimg
+        self.adam_betas = tuple(adam_betas)
+        self.adam_eps = adam_eps
+        self.lr = lr
+        self.reset_optimizer_on_phase = reset_optimizer_on_phase
+        # Progressive state; images_seen is authoritative and checkpointed.
+        self.images_seen = 0
+        self.resolution = generator.resolution
+        self.alpha = 1.0
+        self.phase_index = -1  # -1 = no state applied yet
+        self._d_steps = 0
+
+    # ------------------------------------------------------------------ progressive state
+    def apply_progress(self, state: ProgressState) -> None:
+        """Run at ``state``'s resolution/alpha/lr; new Adam state when the phase changes."""
+        phase_changed = self.phase_index not in (-1, state.phase_index)
+        self.resolution = state.resolution
+        self.alpha = state.alpha
+        self.phase_index = state.phase_index
+        self.lr = state.lr
+        if self._trainer is None:
+            return
+        for optimizer in self.trainer.optimizers:
+            if phase_changed and self.reset_optimizer_on_phase:
+                optimizer.state.clear()
+            for group in optimizer.param_groups:
+                group["lr"] = state.lr
+
+    # ------------------------------------------------------------------ optimizers
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        def adam(module: nn.Module) -> torch.optim.Optimizer:
+            return torch.optim.Adam(
+                module.parameters(), lr=self.lr, betas=self.adam_betas, eps=self.adam_eps
+            )
+
+        return [adam(self.generator), adam(self.discriminator)]
+
+    # ------------------------------------------------------------------ steps
+    def on_train_batch_start(self, batch: Tensor, batch_idx: int) -> int | None:
+        # The progressive callback has moved the data module to a new resolution: this batch is
+        # from the old loader, so end the epoch; the next one rebuilds the loader.
+        if batch.shape[-1] != self.trainer.datamodule.resolution:
+            return -1
+        return None
+
+    def _discriminate(self, images: Tensor) -> Tensor:
+        return self.discriminator(images, resolution=self.resolution, alpha=self.alpha)
+
+    def _generate(self, batch_size: int, *, update_w_avg: bool = False) -> Tensor:
+        """Fakes at the current stage, with style-mixing regularization."""
+        G = self.generator
+        z = torch.randn(batch_size, G.z_dim, device=self.device)
+        ws = G.map(z, update_w_avg=update_w_avg)
+        if self.style_mixing_prob > 0:
+            active = G.num_ws_at(self.resolution)
+            ws_other = G.map(torch.randn_like(z))
+            crossover = torch.randint(1, active, (batch_size,), device=self.device)
+            mixed = torch.rand(batch_size, device=self.device) < self.style_mixing_prob
+            crossover = torch.where(mixed, crossover, torch.full_like(crossover, G.num_ws))
+            ws = mix_styles(ws, ws_other, crossover)
+        return G.synthesis(ws, resolution=self.resolution, alpha=self.alpha, noise_mode="random")
+
+    def _gradient_scale(self) -> float:
+        """The fp16 GradScaler's scale (1 otherwise), for penalties built from input gradients."""
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+        if scaler is not None and scaler.is_enabled():
+            return float(scaler.get_scale())
+        return 1.0
+
+    def _discriminator_loss(self, real: Tensor, fake: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        real_logits = self._discriminate(real)
+        fake_logits = self._discriminate(fake)
+        logs: dict[str, Tensor] = {}
+        if self.loss == "wgan_gp":
+            main = losses.wgan_d_loss(real_logits, fake_logits)
+            gp = losses.gradient_penalty(
+                self._discriminate, real, fake, grad_scale=self._gradient_scale()
+            )
+            drift = losses.drift_penalty(real_logits)
+            total = main + self.gp_weight * gp + self.drift_weight * drift
+            logs["loss/gp"] = gp.detach()
+            logs["loss/drift"] = drift.detach()
+        else:
+            main = losses.logistic_d_loss(real_logits, fake_logits)
+            total = main
+            if self.r1_gamma > 0 and self._d_steps % self.r1_interval == 0:
+                r1 = losses.r1_penalty(self._discriminate, real, grad_scale=self._gradient_scale())
+                total = total + (self.r1_gamma / 2) * r1 * self.r1_interval
+                logs["loss/r1"] = r1.detach()
+        logs["loss/d"] = main.detach()
+        logs["scores/real"] = real_logits.detach().mean()
+        logs["scores/fake"] = fake_logits.detach().mean()
+        return total, logs
+
+    def _generator_loss(self, fake_logits: Tensor) -> Tensor:
+        if self.loss == "wgan_gp":
+            return losses.wgan_g_loss(fake_logits)
+        return losses.logistic_g_loss(fake_logits)
+
+    def training_step(self, batch: Tensor, batch_idx: int) -> None:
+        real = batch  # [N, C, R, R] in [-1, 1]
+        batch_size = real.shape[0]
+        opt_g, opt_d = self.optimizers()
+
+        for _ in range(self.n_critic):
+            self.toggle_optimizer(opt_d)
+            with torch.no_grad():
+                fake = self._generate(batch_size)
+            d_total, logs = self._discriminator_loss(real, fake)
+            opt_d.zero_grad(set_to_none=True)
+            self.manual_backward(d_total)
+            opt_d.step()
+            self.untoggle_optimizer(opt_d)
+            self._d_steps += 1
+
+        self.toggle_optimizer(opt_g)
+        fake = self._generate(batch_size, update_w_avg=True)
+        g_loss = self._generator_loss(self._discriminate(fake))
+        opt_g.zero_grad(set_to_none=True)
+        self.manual_backward(g_loss)
+        opt_g.step()
+        self.untoggle_optimizer(opt_g)
+
+        global_batch = batch_size * self.trainer.world_size
+        self.update_ema(global_batch)
+        self.images_seen += global_batch
+
+        logs["loss/g"] = g_loss.detach()
+        self.log_dict(logs, on_step=True, on_epoch=False)
+        self.log_dict(
+            {
+                "progress/kimg": self.images_seen / 1000.0,
+                "progress/resolution": float(self.resolution),
+                "progress/alpha": float(self.alpha),
+            },
+            on_step=True,
+            on_epoch=False,
+        )
+        # Short names for the progress bar only.
+        self.log_dict(
+            {
+                "alpha": float(self.alpha),
+                "d": logs["loss/d"],
+                "g": logs["loss/g"],
+            },
+            on_step=True,
+            on_epoch=False,
+            prog_bar=True,
+            logger=False,
+        )
+
+    # ------------------------------------------------------------------ EMA
+    @torch.no_grad()
+    def update_ema(self, images: int) -> None:
+        """Move the EMA generator towards G; the decay gives a half-life of N kimg."""
+        half_life = self.ema_half_life_kimg * 1000.0
+        beta = 0.5 ** (images / half_life) if half_life > 0 else 0.0
+        for ema_param, param in zip(
+            self.generator_ema.parameters(), self.generator.parameters(), strict=True
+        ):
+            ema_param.lerp_(param.detach().to(ema_param.dtype), 1.0 - beta)
+        for ema_buffer, buffer in zip(
+            self.generator_ema.buffers(), self.generator.buffers(), strict=True
+        ):
+            ema_buffer.copy_(buffer)
+
+    # ------------------------------------------------------------------ checkpoints
+    def progress_state(self) -> dict[str, Any]:
+        return {
+            "images_seen": int(self.images_seen),
+            "resolution": int(self.resolution),
+            "alpha": float(self.alpha),
+            "phase_index": int(self.phase_index),
+        }
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["stylegan"] = {
+            "format": CHECKPOINT_FORMAT,
+            "generator_config": self.generator.config,
+            "progress": self.progress_state(),
+            "d_steps": self._d_steps,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        saved = checkpoint.get("stylegan")
+        if saved is None:
+            raise ConfigError("this checkpoint was not written by stylegan's train.py")
+        progress = saved["progress"]
+        self.images_seen = int(progress["images_seen"])
+        self.resolution = int(progress["resolution"])
+        self.alpha = float(progress["alpha"])
+        self.phase_index = int(progress["phase_index"])
+        self._d_steps = int(saved.get("d_steps", 0))
