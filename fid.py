@@ -1,0 +1,81 @@
+"""FID of a trained generator against real images, printed on one line.
+
+Examples:
+    python fid.py ckpt=outputs/train/<date>/<time>/generator.pt data.root=/data/celeba
+    python fid.py ckpt=.../checkpoints/last.ckpt data.root=... num_images=50000 device=cuda
+
+The generator renders at the resolution it was trained to; real images are prepared the same way
+as for training (``conf/data``) and their statistics cached under ``paths.cache_dir``.
+``evaluate_fid(cfg)`` is what the command runs.
+"""
+
+import hydra
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from stylegan.checkpoints import load_generator
+from stylegan.cli import resolve_device, run_reporting_user_errors
+from stylegan.errors import ConfigError
+from stylegan.metrics import compute_fid, load_feature_network, real_statistics
+
+
+def evaluate_fid(cfg: DictConfig) -> dict:
+    """Returns ``{"fid", "num_images", "num_real", "resolution", "feature_network"}``."""
+    if cfg.num_images < 2:
+        raise ConfigError(f"num_images must be >= 2, got {cfg.num_images}")
+    num_real = cfg.num_real or cfg.num_images
+    device = resolve_device(cfg.device)
+    generator, info = load_generator(cfg.ckpt, device=device)
+    resolution = int(info["resolution"])
+    datamodule = instantiate(cfg.data, resolutions=[resolution])
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    feature_net = load_feature_network(
+        cfg.feature_network, weights_path=cfg.weights_path, device=device
+    )
+    real = real_statistics(
+        lambda batch_size: datamodule.real_batches(resolution, num_real, batch_size),
+        key=["fid-real", datamodule.fingerprint, f"{resolution}px"],
+        count=num_real,
+        feature_name=cfg.feature_network,
+        cache_dir=f"{cfg.paths.cache_dir}/fid",
+        batch_size=cfg.batch_size,
+        device=device,
+        feature_net=feature_net,
+    )
+    gen = torch.Generator().manual_seed(cfg.seed)
+
+    def generate(batch_size: int) -> torch.Tensor:
+        z = torch.randn(batch_size, generator.z_dim, generator=gen).to(device)
+        return generator(z, resolution=resolution, truncation_psi=cfg.truncation_psi)
+
+    fid = compute_fid(
+        generate,
+        real,
+        num_images=cfg.num_images,
+        batch_size=cfg.batch_size,
+        feature_net=feature_net,
+        device=device,
+    )
+    return {
+        "fid": fid,
+        "num_images": int(cfg.num_images),
+        "num_real": int(real.n),
+        "resolution": resolution,
+        "feature_network": cfg.feature_network,
+    }
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="fid")
+def main(cfg: DictConfig) -> float:
+    result = run_reporting_user_errors(lambda: evaluate_fid(cfg))
+    print(
+        f"FID {result['fid']:.3f}  ({result['num_images']} generated vs {result['num_real']} real "
+        f"images at {result['resolution']}px, {result['feature_network']})"
+    )
+    return result["fid"]
+
+
+if __name__ == "__main__":
+    main()

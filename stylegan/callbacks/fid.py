@@ -1,0 +1,146 @@
+"""FID during training: every ``every_kimg`` and at the end, on the EMA generator (psi = 1).
+
+Real statistics come from the data module's images at the current resolution and are cached on
+disk per (dataset fingerprint, crop, resolution, count, feature network) by
+:mod:`stylegan.metrics.fid`, so each evaluation only pays for the generated side. Logs
+``metrics/fid`` and ``metrics/fid_best`` (the FID curve) and writes ``best.ckpt`` whenever the FID
+improves. Without a usable feature network (offline, no local weights) it says so once and turns
+itself off instead of failing the run.
+"""
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_warn
+
+from stylegan.metrics import (
+    FeatureNetworkUnavailable,
+    compute_fid,
+    load_feature_network,
+    real_statistics,
+)
+
+
+class FIDCallback(L.Callback):
+    """Evaluates FID of the EMA generator during training; tracks the best and saves best.ckpt."""
+
+    def __init__(
+        self,
+        *,
+        every_kimg: float = 0.0,  # thousands of images between evaluations; 0 = off
+        num_images: int = 10_000,  # generated images per evaluation (paper: 50k)
+        num_real: int | None = None,  # real images for the statistics; None = num_images
+        feature_network: str = "tf-inception-offline",  # | torchmetrics-inception | tiny (tests)
+        weights_path: str | None = None,  # local weights for torchmetrics-inception
+        batch_size: int = 64,
+        cache_dir: str = ".cache/fid",  # real-statistics cache
+        best_ckpt_path: str | None = None,  # written when the FID improves; None = don't
+        at_train_end: bool = True,  # also evaluate once when training ends
+    ) -> None:
+        self.every_images = round(every_kimg * 1000)
+        self.num_images = num_images
+        self.num_real = num_real or num_images
+        self.feature_network = feature_network
+        self.weights_path = weights_path
+        self.batch_size = batch_size
+        self.cache_dir = Path(cache_dir)
+        self.best_ckpt_path = Path(best_ckpt_path) if best_ckpt_path else None
+        self.at_train_end = at_train_end
+        self.enabled = self.every_images > 0 or at_train_end
+        self.best = float("inf")
+        self.history: list[tuple[int, float]] = []  # (images seen, fid)
+        self._net: torch.nn.Module | None = None
+        self._images_at_last_batch = 0
+
+    # ------------------------------------------------------------------ lifecycle
+    def on_fit_start(self, trainer: L.Trainer, pl_module: Any) -> None:
+        self._images_at_last_batch = pl_module.images_seen
+        if not self.enabled:
+            return
+        try:
+            self._net = load_feature_network(
+                self.feature_network, weights_path=self.weights_path, device=pl_module.device
+            )
+        except FeatureNetworkUnavailable as exc:
+            self.enabled = False
+            rank_zero_warn(f"FID is off for this run: {exc}")
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        before, seen = self._images_at_last_batch, pl_module.images_seen
+        self._images_at_last_batch = seen
+        due = self.every_images > 0 and seen // self.every_images != before // self.every_images
+        if self.enabled and due:
+            self.evaluate(trainer, pl_module)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: Any) -> None:
+        evaluated_now = self.history and self.history[-1][0] == pl_module.images_seen
+        if self.enabled and self.at_train_end and not evaluated_now:
+            self.evaluate(trainer, pl_module, log=False)
+        if self.history:
+            trainer.callback_metrics["metrics/fid_best"] = torch.tensor(self.best)
+            trainer.callback_metrics["metrics/fid"] = torch.tensor(self.history[-1][1])
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def evaluate(self, trainer: L.Trainer, pl_module: Any, *, log: bool = True) -> float:
+        """FID at the module's current resolution/alpha; collective under DDP."""
+        datamodule = trainer.datamodule
+        resolution, alpha = pl_module.resolution, pl_module.alpha
+        device = pl_module.device
+        real = real_statistics(
+            lambda batch_size: datamodule.real_batches(resolution, self.num_real, batch_size),
+            key=["fid-real", datamodule.fingerprint, f"{resolution}px"],
+            count=self.num_real,
+            feature_name=self.feature_network,
+            cache_dir=self.cache_dir,
+            batch_size=self.batch_size,
+            device=device,
+            feature_net=self._net,
+        )
+        G = pl_module.generator_ema
+        # A per-rank, per-evaluation seed: ranks draw different images, runs are reproducible.
+        gen = torch.Generator(device="cpu").manual_seed(
+            1_000_003 * trainer.global_rank + len(self.history)
+        )
+
+        def generate(batch_size: int) -> torch.Tensor:
+            z = torch.randn(batch_size, G.z_dim, generator=gen).to(device)
+            return G(z, resolution=resolution, alpha=alpha, noise_mode="random").float()
+
+        fid = compute_fid(
+            generate,
+            real,
+            num_images=self.num_images,
+            batch_size=self.batch_size,
+            feature_net=self._net,
+            device=device,
+        )
+        self.history.append((pl_module.images_seen, fid))
+        improved = fid < self.best
+        self.best = min(self.best, fid)
+        if log:
+            pl_module.log_dict(
+                {"metrics/fid": fid, "metrics/fid_best": self.best},
+                on_step=True,
+                on_epoch=False,
+                rank_zero_only=True,
+            )
+        else:
+            for logger in trainer.loggers:
+                logger.log_metrics(
+                    {"metrics/fid": fid, "metrics/fid_best": self.best}, step=trainer.global_step
+                )
+        if improved and self.best_ckpt_path is not None:
+            trainer.save_checkpoint(self.best_ckpt_path, weights_only=False)
+        return fid
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "history": list(self.history)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best = float(state_dict.get("best", float("inf")))
+        self.history = [tuple(item) for item in state_dict.get("history", [])]

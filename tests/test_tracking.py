@@ -1,0 +1,152 @@
+"""Experiment tracking: offline W&B, the FID callback and CLI, multirun and Optuna sweeps."""
+
+import csv
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+from conftest import ROOT
+
+from train import train
+
+FAST_FID = [
+    "callbacks.fid.feature_network=tiny",
+    "callbacks.fid.num_images=32",
+    "callbacks.fid.batch_size=16",
+]
+
+
+def run(script: str, *args: str, env: dict | None = None, timeout: float = 900):
+    return subprocess.run(
+        [sys.executable, script, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        env=env,
+    )
+
+
+@pytest.mark.slow
+def test_wandb_goes_offline_without_credentials_network_or_stdin(tmp_path, celeba_root):
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env["HOME"] = str(home)  # no ~/.netrc, no ~/.config/wandb
+    run_dir = tmp_path / "run"
+    result = run(
+        "train.py",
+        "experiment=smoke",
+        "logger=wandb",
+        "stage.total_kimg=0.3",
+        f"data.root={celeba_root}",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+        f"hydra.run.dir={run_dir}",
+        env=env,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    assert "W&B offline" in output and "wandb sync" in output
+    offline_runs = list((run_dir / "wandb").glob("offline-run-*"))
+    assert len(offline_runs) == 1
+    assert list(offline_runs[0].glob("*.wandb")), "the offline run has no data file"
+
+
+def test_fid_callback_logs_fid_and_saves_best_checkpoint(train_config, tmp_path):
+    cfg = train_config(
+        "logger=csv",
+        "stage.total_kimg=0.5",
+        "callbacks.fid.every_kimg=0.25",
+        "callbacks.fid.at_train_end=true",
+        *FAST_FID,
+    )
+    final_fid = train(cfg)
+    rows = list(csv.DictReader((tmp_path / "csv" / "version_0" / "metrics.csv").open()))
+    fids = [float(r["metrics/fid"]) for r in rows if r.get("metrics/fid")]
+    assert len(fids) >= 2 and all(f >= 0 for f in fids)
+    assert final_fid == pytest.approx(fids[-1])
+    assert (tmp_path / "checkpoints" / "best.ckpt").is_file()
+
+
+def test_fid_callback_turns_itself_off_without_a_feature_network(train_config, tmp_path):
+    cfg = train_config(
+        "stage.total_kimg=0.1",
+        "callbacks.fid.every_kimg=0.05",
+        "callbacks.fid.at_train_end=true",
+        "callbacks.fid.feature_network=torchmetrics-inception",
+        f"callbacks.fid.weights_path={tmp_path / 'missing.pth'}",
+    )
+    with pytest.warns(UserWarning, match="FID is off for this run"):
+        assert train(cfg) is None
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_fid_cli_prints_the_value_and_image_count(smoke_run, celeba_root):
+    result = run(
+        "fid.py",
+        f"ckpt={smoke_run / 'generator.pt'}",
+        f"data.root={celeba_root}",
+        "data.limit=512",
+        f"paths.cache_dir={smoke_run.parent / 'cache'}",
+        "feature_network=tiny",
+        "num_images=64",
+        f"hydra.run.dir={smoke_run.parent / 'fid'}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = result.stdout.strip().splitlines()[-1]
+    assert line.startswith("FID ") and "64 generated vs 64 real images at 32px" in line
+    assert float(line.split()[1]) > 0
+
+
+def test_fid_cli_bad_checkpoint_is_one_line_error(tmp_path):
+    result = run("fid.py", f"ckpt={tmp_path / 'nope.pt'}", f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: checkpoint not found")
+
+
+@pytest.mark.slow
+def test_multirun_runs_each_loss_in_its_own_directory(tmp_path, celeba_root, smoke_run):
+    sweep = tmp_path / "sweep"
+    result = run(
+        "train.py",
+        "-m",
+        "loss=wgan_gp,bce",
+        "experiment=smoke",
+        "logger=csv",
+        "stage.total_kimg=0.3",
+        f"data.root={celeba_root}",
+        f"paths.cache_dir={smoke_run.parent / 'cache'}",
+        f"hydra.sweep.dir={sweep}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for job, loss in (("0", "wgan_gp"), ("1", "bce")):
+        assert (sweep / job / "checkpoints" / "last.ckpt").is_file()
+        overrides = yaml.safe_load((sweep / job / ".hydra" / "overrides.yaml").read_text())
+        assert f"loss={loss}" in overrides
+
+
+@pytest.mark.slow
+def test_optuna_sweep_minimizes_the_final_fid(tmp_path, celeba_root, smoke_run):
+    sweep = tmp_path / "optuna"
+    result = run(
+        "train.py",
+        "-m",
+        "hparams_search=optuna",
+        "hydra.sweeper.n_trials=2",
+        "experiment=smoke",
+        "logger=none",
+        "stage.total_kimg=0.2",
+        *FAST_FID,
+        f"data.root={celeba_root}",
+        f"paths.cache_dir={smoke_run.parent / 'cache'}",
+        f"hydra.sweep.dir={sweep}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert isinstance(results["best_value"], float) and results["best_value"] >= 0
+    assert {"training.lr_multiplier", "training.style_mixing_prob"} <= set(results["best_params"])
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1"]
