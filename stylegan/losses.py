@@ -53,7 +53,8 @@ def gradient_penalty(
     eps = torch.rand(
         real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype, generator=generator
     )
-    interpolates = torch.lerp(fake.detach(), real.detach(), eps)
+    # Under autocast the fakes may come out in half precision; interpolate in the reals' dtype.
+    interpolates = torch.lerp(fake.detach().to(real.dtype), real.detach(), eps)
     grads = _input_gradients(discriminator, interpolates, grad_scale)
     norms = grads.flatten(1).norm(2, dim=1)
     return (norms - 1.0).square().mean()
