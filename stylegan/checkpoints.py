@@ -1,41 +1,24 @@
-"""Writing files atomically, and loading a generator back from our checkpoints.
+"""The exported generator format, and loading a generator back from our checkpoints.
 
 ``load_generator`` accepts a training checkpoint (``last.ckpt``, ``best.ckpt``, periodic ones: the
 EMA generator is taken) or an exported ``generator.pt``; ``sample.py`` and ``fid.py`` both use it.
 """
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from stylegan.atomic import atomic_torch_save
 from stylegan.errors import UserError
 from stylegan.networks import Generator
+
+__all__ = ["atomic_torch_save", "generator_export", "load_generator"]
 
 GENERATOR_FORMAT = "stylegan-generator"
 GENERATOR_VERSION = 1
 EMA_PREFIX = "generator_ema."
-
-
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """torch.save to a temporary file beside ``path``, fsync, then rename over ``path``.
-
-    A kill at any point leaves either the old file or the new one, never a truncated file.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def generator_export(generator: Generator, **extra: Any) -> dict[str, Any]:

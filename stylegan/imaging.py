@@ -1,7 +1,6 @@
 """Image tensors to files: [-1, 1] float batches to uint8, grids, PNG writing (atomic)."""
 
 import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -9,10 +8,17 @@ from PIL import Image
 from torch import Tensor
 from torchvision.utils import make_grid
 
+from stylegan.atomic import atomic_path
+
 
 def to_uint8(images: Tensor) -> Tensor:
-    """[N, C, H, W] float in [-1, 1] -> uint8 [N, C, H, W] (rounded, clamped)."""
-    return (images.detach().float() * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+    """Float images in [-1, 1] -> uint8 in [0, 255] (round to nearest; inverse of ``x/127.5 - 1``).
+
+    uint8 input is returned unchanged.
+    """
+    if images.dtype == torch.uint8:
+        return images
+    return (images.detach().float() * 127.5 + 127.5).round_().clamp_(0, 255).to(torch.uint8)
 
 
 def grid_image(images: Tensor, *, nrow: int, padding: int = 2) -> Image.Image:
@@ -23,26 +29,11 @@ def grid_image(images: Tensor, *, nrow: int, padding: int = 2) -> Image.Image:
     return Image.fromarray(grid.permute(1, 2, 0).numpy())
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def save_png(image: Image.Image, path: str | os.PathLike) -> Path:
-    """Write a PNG atomically (temp file + rename) so a reader never sees half an image."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
+    """Write a PNG atomically so a reader never sees half an image."""
+    with atomic_path(path) as tmp:
         image.save(tmp, format="PNG")
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return Path(path)
 
 
 def save_grid(images: Tensor, path: str | os.PathLike, *, nrow: int) -> Path:

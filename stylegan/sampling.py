@@ -33,7 +33,6 @@ import logging
 import math
 import os
 import re
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from numbers import Integral, Real
 from pathlib import Path
@@ -44,6 +43,7 @@ from PIL import Image
 from torch import Tensor
 from tqdm import tqdm
 
+from stylegan.atomic import atomic_path
 from stylegan.errors import ConfigError
 from stylegan.imaging import save_grid, save_png, to_uint8
 from stylegan.networks import Generator
@@ -944,23 +944,6 @@ def write_noise(
     ]
 
 
-@contextlib.contextmanager
-def _atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path`` (same suffix); rename it over ``path`` on success."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_gif(frames: Tensor, path: str | os.PathLike, *, fps: float) -> Path:
     """Animated, looping GIF of frames [F, C, H, W] (float [-1, 1] or uint8), written atomically.
 
@@ -968,7 +951,7 @@ def save_gif(frames: Tensor, path: str | os.PathLike, *, fps: float) -> Path:
     """
     path = Path(path)
     images = [Image.fromarray(_uint8_hwc(f)) for f in frames]
-    with _atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         images[0].save(
             tmp,
             format="GIF",
@@ -990,7 +973,7 @@ def save_mp4(frames: Tensor, path: str | os.PathLike, *, fps: float) -> Path:
     import imageio.v2 as imageio
 
     path = Path(path)
-    with _atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         writer = imageio.get_writer(
             tmp,
             format="FFMPEG",

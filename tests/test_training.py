@@ -230,7 +230,7 @@ def test_an_interrupted_checkpoint_write_leaves_the_old_file_intact(tmp_path, mo
     atomic_torch_save({"v": 1}, target)
 
     def crash(obj, f, *args, **kwargs):
-        f.write(b"partial")
+        Path(f).write_bytes(b"partial")  # half-written, then the process is interrupted
         raise KeyboardInterrupt
 
     monkeypatch.setattr(torch, "save", crash)
@@ -260,3 +260,29 @@ def test_bad_input_is_one_line_error_not_a_traceback(args, message, tmp_path):
     lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
     assert lines[-1].startswith("error: ") and message in lines[-1], result.stderr[-2000:]
     assert "Traceback" not in result.stderr
+
+
+# ---------------------------------------------------------------------------- DDP
+@pytest.mark.slow
+def test_ddp_with_two_cpu_processes_trains_and_grows(tmp_path, celeba_root, smoke_run):
+    """The ddp preset on 2 CPU processes (gloo): the global batch is split, progress counts
+    both processes' images, one set of outputs is written."""
+    run_dir = tmp_path / "ddp"
+    result = run_cli(
+        "train.py",
+        "experiment=smoke",
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "stage.total_kimg=1.2",
+        "logger=none",
+        f"data.root={celeba_root}",
+        f"paths.cache_dir={smoke_run.parent / 'cache'}",
+        f"hydra.run.dir={run_dir}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (run_dir / "train_ddp_process_1.log").is_file()  # the second rank really ran
+    progress = read_progress(run_dir / "checkpoints" / "last.ckpt")
+    assert progress["resolution"] == 16 and progress["images_seen"] == 1200
+    _, info = load_generator(run_dir / "generator.pt")
+    assert info["resolution"] == 16

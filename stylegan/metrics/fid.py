@@ -51,7 +51,6 @@ import importlib.util
 import logging
 import os
 import re
-import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -61,7 +60,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from stylegan.atomic import atomic_torch_save
 from stylegan.errors import UserError
+from stylegan.imaging import to_uint8
 
 log = logging.getLogger(__name__)
 
@@ -90,16 +91,6 @@ class FeatureStats(NamedTuple):
 # --------------------------------------------------------------------------------------------
 # Image conventions
 # --------------------------------------------------------------------------------------------
-
-
-def to_uint8(images: Tensor) -> Tensor:
-    """Float images in [-1, 1] -> uint8 in [0, 255] (round to nearest; inverse of ``x/127.5 - 1``).
-
-    uint8 input is returned unchanged.
-    """
-    if images.dtype == torch.uint8:
-        return images
-    return (images.float() * 127.5 + 127.5).round_().clamp_(0, 255).to(torch.uint8)
 
 
 def _check_uint8_batch(images: Tensor) -> None:
@@ -484,16 +475,7 @@ def _save_cache(path: Path, full_key: str, stats: FeatureStats) -> None:
         "mu": stats.mu.double().cpu(),
         "sigma": stats.sigma.double().cpu(),
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(blob, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_torch_save(blob, path)
 
 
 def _load_or_compute_real(
