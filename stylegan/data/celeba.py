@@ -15,7 +15,7 @@ import lightning as L
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from stylegan.data.cache import Crop, PreparedImages, build_cache
 from stylegan.errors import ConfigError, UserError
@@ -55,6 +55,27 @@ class _ImagesAtResolution(Dataset):
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_array": None}
+
+
+class ShuffledPasses(Sampler[int]):
+    """Many reshuffled passes over ``size`` items, this process's share of each under DDP.
+
+    Training decides when a loader ends (at the next resolution change), so the loader must not
+    run out first; every pass is a new permutation seeded by ``seed``, split evenly by rank.
+    """
+
+    def __init__(self, size: int, *, passes: int, seed: int, rank: int = 0, world: int = 1):
+        self.size, self.passes, self.seed, self.rank, self.world = size, passes, seed, rank, world
+        self.per_pass = size // world
+
+    def __len__(self) -> int:
+        return self.per_pass * self.passes
+
+    def __iter__(self) -> Iterator[int]:
+        for index in range(self.passes):
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
+            order = torch.randperm(self.size, generator=generator)
+            yield from order[self.rank :: self.world][: self.per_pass].tolist()
 
 
 class CelebADataModule(L.LightningDataModule):
@@ -226,10 +247,15 @@ class CelebADataModule(L.LightningDataModule):
             prepared.path(self.resolution), np.arange(len(prepared)), self.hflip_p
         )
         self._loaders_built += 1
-        generator = torch.Generator().manual_seed(self.seed * 7919 + self._loaders_built)
-        epochs = max(1, math.ceil(SAMPLES_PER_EPOCH / len(dataset)))
-        # Many reshuffled passes per loader: training, not the loader, decides when it ends.
-        sampler = RandomSampler(dataset, num_samples=len(dataset) * epochs, generator=generator)
+        trainer = self.trainer
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
+        sampler = ShuffledPasses(
+            len(dataset),
+            passes=max(1, math.ceil(SAMPLES_PER_EPOCH / len(dataset))),
+            seed=self.seed * 7919 + self._loaders_built,
+            rank=rank,
+            world=world,
+        )
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
