@@ -204,6 +204,7 @@ class StyleGANModule(L.LightningModule):
                 "progress/kimg": self.images_seen / 1000.0,
                 "progress/resolution": float(self.resolution),
                 "progress/alpha": float(self.alpha),
+                "lr": float(self.lr),
             },
             on_step=True,
             on_epoch=False,

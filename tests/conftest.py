@@ -50,6 +50,8 @@ def train_config(tmp_path, celeba_root, shared_cache_dir):
             f"paths.cache_dir={shared_cache_dir}",
             f"data.root={celeba_root}",
             "callbacks.progress_bar=null",
+            "callbacks.fid.every_kimg=0",  # tests that want FID turn it on, with a tiny network
+            "callbacks.fid.at_train_end=false",
             "trainer.enable_progress_bar=false",
             "trainer.enable_model_summary=false",
         ]

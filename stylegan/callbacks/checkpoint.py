@@ -79,3 +79,7 @@ class PeriodicCheckpoint(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: Any) -> None:
         # Epochs end exactly at resolution changes and at the end of training.
         self._save(trainer, pl_module.images_seen)
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: Any) -> None:
+        # E.g. a finished run resumed: no step ran, but this run's folder gets its last.ckpt.
+        self._save(trainer, pl_module.images_seen)
