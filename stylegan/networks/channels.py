@@ -74,3 +74,18 @@ def channels_at(
     if width < 1:
         raise ConfigError(f"channel width must be >= 1, got {width} at resolution {resolution}")
     return width
+
+
+def channel_table(
+    resolution: int,
+    *,
+    channel_base: int = 16384,
+    channel_max: int = 512,
+    channels: Mapping[int, int] | None = None,
+) -> dict[int, int]:
+    """Widths of every resolution 4..``resolution``: the one table G and D are built from."""
+    table = normalize_channels(channels)
+    return {
+        r: channels_at(r, channel_base=channel_base, channel_max=channel_max, channels=table)
+        for r in resolutions_up_to(resolution)
+    }

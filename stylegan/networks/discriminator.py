@@ -19,7 +19,7 @@ from torch import nn
 from stylegan.errors import ConfigError
 from stylegan.networks.channels import (
     MIN_RESOLUTION,
-    channels_at,
+    channel_table,
     check_resolution,
     normalize_channels,
     resolutions_up_to,
@@ -134,14 +134,10 @@ class Discriminator(nn.Module):
         self.resolution = resolution
         self.img_channels = img_channels
         self.resolutions = resolutions_up_to(resolution)
-        table = normalize_channels(channels)
-
-        def width(r: int) -> int:
-            return channels_at(
-                r, channel_base=channel_base, channel_max=channel_max, channels=table
-            )
-
-        self.channels = {r: width(r) for r in self.resolutions}
+        self.channels = channel_table(
+            resolution, channel_base=channel_base, channel_max=channel_max, channels=channels
+        )
+        width = self.channels.__getitem__
         self.from_rgb = nn.ModuleDict()
         self.blocks = nn.ModuleDict()
         for r in self.resolutions:

@@ -19,9 +19,8 @@ from torch import nn
 from stylegan.errors import ConfigError
 from stylegan.networks.channels import (
     MIN_RESOLUTION,
-    channels_at,
+    channel_table,
     check_resolution,
-    normalize_channels,
     resolutions_up_to,
 )
 from stylegan.networks.layers import (
@@ -159,14 +158,10 @@ class SynthesisNetwork(nn.Module):
         self.img_channels = img_channels
         self.resolutions = resolutions_up_to(resolution)
         self.num_ws = num_ws_for(resolution)
-        table = normalize_channels(channels)
-
-        def width(r: int) -> int:
-            return channels_at(
-                r, channel_base=channel_base, channel_max=channel_max, channels=table
-            )
-
-        self.channels = {r: width(r) for r in self.resolutions}
+        self.channels = channel_table(
+            resolution, channel_base=channel_base, channel_max=channel_max, channels=channels
+        )
+        width = self.channels.__getitem__
         self.blocks = nn.ModuleDict()
         self.to_rgb = nn.ModuleDict()
         for r in self.resolutions:
