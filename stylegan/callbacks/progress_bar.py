@@ -20,13 +20,17 @@ class KimgProgressBar(TQDMProgressBar):
         super().__init__(refresh_rate=refresh_rate)
         self.total_kimg = total_kimg
 
-    def on_train_epoch_start(self, trainer: L.Trainer, *_: Any) -> None:
-        super().on_train_epoch_start(trainer)
+    def _show(self, module: Any) -> None:
         bar = self.train_progress_bar
-        bar.total = self.total_kimg
-        bar.unit = "kimg"
-        bar.n = bar.last_print_n = round(trainer.lightning_module.images_seen / 1000, 2)
-        bar.set_description(f"{trainer.lightning_module.resolution}px")
+        bar.n = min(round(module.images_seen / 1000, 3), self.total_kimg)
+        bar.set_description(f"{module.resolution}px")
+
+    def on_train_epoch_start(self, trainer: L.Trainer, *_: Any) -> None:
+        # Not Lightning's per-epoch batch count: one bar over the whole run's kimg.
+        if self._leave or self.train_progress_bar is None:
+            self.train_progress_bar = self.init_train_tqdm()
+        self.train_progress_bar.reset(total=self.total_kimg)
+        self._show(trainer.lightning_module)
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
@@ -34,14 +38,13 @@ class KimgProgressBar(TQDMProgressBar):
         bar = self.train_progress_bar
         if bar is None or bar.disable or (batch_idx + 1) % max(1, self.refresh_rate):
             return
-        bar.n = round(pl_module.images_seen / 1000, 2)
-        bar.set_description(f"{pl_module.resolution}px")
+        self._show(pl_module)
         bar.set_postfix(self.get_metrics(trainer, pl_module), refresh=False)
         bar.refresh()
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: Any) -> None:
         if self.train_progress_bar is not None:
-            self.train_progress_bar.n = round(pl_module.images_seen / 1000, 2)
+            self._show(pl_module)
         super().on_train_epoch_end(trainer, pl_module)
 
     def get_metrics(self, trainer: L.Trainer, pl_module: Any) -> dict[str, Any]:
