@@ -54,8 +54,8 @@ def main() -> None:
             G = Generator(resolution=resolution, **WIDTHS[widths])
             kw = {k: v for k, v in WIDTHS[widths].items() if k.startswith("channel")}
             D = Discriminator(resolution=resolution, **kw)
-            opt_g = torch.optim.Adam(G.parameters(), lr=1e-3, betas=(0, 0.99))
-            opt_d = torch.optim.Adam(D.parameters(), lr=1e-3, betas=(0, 0.99))
+            opt_g = torch.optim.Adam(G.parameters(), lr=1e-3, betas=(0.0, 0.99))
+            opt_d = torch.optim.Adam(D.parameters(), lr=1e-3, betas=(0.0, 0.99))
             real = torch.rand(args.batch, 3, resolution, resolution) * 2 - 1
             step(G, D, opt_g, opt_d, real, resolution, 0.5)  # warm-up
             start = time.perf_counter()

@@ -71,7 +71,7 @@ class StyleGANModule(L.LightningModule):
         self.n_critic = n_critic
         self.style_mixing_prob = style_mixing_prob
         self.ema_half_life_kimg = ema_half_life_kimg
-        self.adam_betas = tuple(adam_betas)
+        self.adam_betas = tuple(float(b) for b in adam_betas)  # torch refuses an int 0
         self.adam_eps = adam_eps
         self.lr = lr
         self.reset_optimizer_on_phase = reset_optimizer_on_phase
