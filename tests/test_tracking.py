@@ -150,3 +150,33 @@ def test_optuna_sweep_minimizes_the_final_fid(tmp_path, celeba_root, smoke_run):
     assert isinstance(results["best_value"], float) and results["best_value"] >= 0
     assert {"training.lr_multiplier", "training.style_mixing_prob"} <= set(results["best_params"])
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1"]
+
+
+def test_jobs_of_one_multirun_share_a_wandb_group(tmp_path):
+    from conftest import CONF_DIR
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+
+    from stylegan.loggers import multirun_group
+
+    groups = []
+    for job in (0, 1):
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = compose(
+                "train",
+                [
+                    f"hydra.sweep.dir={tmp_path / 'sweep'}",
+                    f"hydra.job.num={job}",
+                    "hydra.mode=MULTIRUN",
+                ],
+                return_hydra_config=True,
+            )
+        HydraConfig.instance().set_config(cfg)
+        groups.append(multirun_group())
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", ["hydra.mode=RUN"], return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    single = multirun_group()
+    HydraConfig.instance().cfg = None  # leave no Hydra run behind for later tests
+    assert groups[0] == groups[1] and groups[0] and "sweep" in groups[0]
+    assert single is None
