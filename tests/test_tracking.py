@@ -54,6 +54,8 @@ def test_wandb_goes_offline_without_credentials_network_or_stdin(tmp_path, celeb
     offline_runs = list((run_dir / "wandb").glob("offline-run-*"))
     assert len(offline_runs) == 1
     assert list(offline_runs[0].glob("*.wandb")), "the offline run has no data file"
+    media = offline_runs[0] / "files" / "media" / "images"
+    assert list(media.glob("samples_*.png")) and list(media.glob("reals_*.png"))
 
 
 def test_fid_callback_logs_fid_and_saves_best_checkpoint(train_config, tmp_path):
