@@ -1,4 +1,4 @@
-"""Data throughput: preparing the cache (images/s) and serving batches (images/s) per resolution.
+"""Data throughput: preparing the cache (images/s) and serving batches (images/s, batches/s).
 
     python benchmarks/bench_data.py [--root ../shared/celeba] [--workers 2]
 
@@ -11,6 +11,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
 from stylegan.data import CelebADataModule
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,7 +23,15 @@ def main() -> None:
     parser.add_argument("--root", default=str(ROOT.parent / "shared" / "celeba"))
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batches", type=int, default=200)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads for the uint8->float step (stands in for the GPU's); more than "
+        "one on a busy 2-core machine makes OpenMP spin and measures contention, not loading",
+    )
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     resolutions = [8, 16, 32, 64, 128]
     with tempfile.TemporaryDirectory() as cache:
         dm = CelebADataModule(
@@ -47,7 +57,10 @@ def main() -> None:
                 dm.on_after_batch_transfer(batch, 0)
             elapsed = time.perf_counter() - start
             rate = args.batches * batch_size / elapsed
-            print(f"loader {resolution:>4}px batch {batch_size:>3}: {rate:>9.0f} images/s")
+            print(
+                f"loader {resolution:>4}px batch {batch_size:>3}: {rate:>9.0f} images/s "
+                f"= {args.batches / elapsed:>7.1f} batches/s"
+            )
 
 
 if __name__ == "__main__":

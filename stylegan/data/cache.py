@@ -5,14 +5,20 @@ the images used), the crop and the resize method. It holds ``manifest.json`` (th
 decoded, in order; how many were skipped) and one ``images_{R}.npy`` per resolution, uint8
 ``[N, 3, R, R]``, read back memory-mapped. Building decodes each image once and writes every
 missing resolution in that pass; a later run that needs another resolution decodes again only
-for that one. Files are written under temporary names and renamed into place, so a killed build
-is never mistaken for a finished one. Unreadable or truncated images are skipped and counted in
-one warning.
+for that one. Files are written under temporary names (unique per process, in the same folder)
+and renamed into place with ``os.replace``, so a killed build is never mistaken for a finished one
+and concurrent builders (one per node under DDP) never write into each other's files; temporaries
+left by a killed build on this host are removed by the next build. Unreadable or truncated images
+are skipped and counted in one warning; truncated JPEGs raise because PIL's
+``ImageFile.LOAD_TRUNCATED_IMAGES`` is left at its default (off).
 """
 
 import hashlib
 import json
+import logging
 import os
+import socket
+import uuid
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -20,11 +26,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import ExifTags, Image, ImageOps
 from tqdm import tqdm
 
-RESIZE_METHOD = "pil-lanczos-v1"  # part of the key: change it when the resize code changes
+from stylegan.errors import UserError
+
+RESIZE_METHOD = "pil-exif-lanczos-v2"  # part of the key: change it when the decode/resize changes
 MANIFEST = "manifest.json"
+log = logging.getLogger(__name__)
+
+
+class DataError(UserError, FileNotFoundError):
+    """The data folder is missing, empty, unreadable, or not in the expected layout."""
 
 
 @dataclass(frozen=True)
@@ -35,9 +48,15 @@ class Crop:
     center_y: float = 0.555  # crop centre as a fraction of the height (ProGAN: 121 of 218 px)
 
     def box(self, width: int, height: int) -> tuple[int, int, int, int]:
-        side = max(1, round(self.size * width))
+        """``(left, top, right, bottom)`` in pixels: ``side = round(size * width)``, centred
+        horizontally, centre at ``center_y * height``. A square that would leave the frame (other
+        image folders: landscape frames, a low face) is shrunk to the shorter side and shifted in,
+        so nothing is padded with black."""
+        side = max(1, min(round(self.size * width), width, height))
         left = round(width / 2 - side / 2)
         top = round(self.center_y * height - side / 2)
+        left = min(max(left, 0), width - side)
+        top = min(max(top, 0), height - side)
         return left, top, left + side, top + side
 
 
@@ -53,19 +72,26 @@ def cache_key(root: Path, files: Sequence[str], crop: Crop) -> str:
 
 def load_resized(
     path: Path, crop: Crop, resolutions: Sequence[int]
-) -> dict[int, np.ndarray] | None:
-    """One image cropped and resized to each resolution, uint8 [3, R, R]; None if unreadable."""
+) -> tuple[dict[int, np.ndarray], int] | str:
+    """Decode ``path`` once; crop and resize it to each resolution.
+
+    Returns ``({R: uint8 [3, R, R]}, crop side in pixels)``, or the one-line reason the file
+    could not be read (unreadable, truncated, not an image).
+    """
     try:
         with Image.open(path) as image:
-            image.load()  # truncated files raise here
+            image.load()  # the full decode: truncated files raise here
+            if image.getexif().get(ExifTags.Base.Orientation, 1) != 1:
+                image = ImageOps.exif_transpose(image)  # phone photos in an image folder
             rgb = image.convert("RGB")
-    except (OSError, ValueError, Image.DecompressionBombError):
-        return None
+    except Exception as error:  # PIL raises OSError, SyntaxError, ValueError, EOFError, ...
+        return f"{type(error).__name__}: {error}".splitlines()[0]
     cropped = rgb.crop(crop.box(*rgb.size))
-    return {
+    images = {
         r: np.asarray(cropped.resize((r, r), Image.Resampling.LANCZOS)).transpose(2, 0, 1)
         for r in resolutions
     }
+    return images, cropped.width
 
 
 class PreparedImages:
@@ -85,31 +111,68 @@ class PreparedImages:
         return self.folder / f"images_{resolution}.npy"
 
     def has(self, resolution: int) -> bool:
-        return self.path(resolution).is_file()
+        """Whether the array of ``resolution`` is in place with one row per manifest file."""
+        try:
+            array = np.load(self.path(resolution), mmap_mode="r")
+        except (OSError, ValueError):
+            return False
+        expected = (len(self.files), 3, resolution, resolution)
+        return array.dtype == np.uint8 and array.shape == expected
 
     def array(self, resolution: int) -> np.ndarray:
         """uint8 [N, 3, R, R], memory-mapped (nothing is read until indexed)."""
         return np.load(self.path(resolution), mmap_mode="r")
 
 
-def _warn_if_upsampling(sample: Path, crop: Crop, resolution: int) -> None:
-    try:
-        with Image.open(sample) as image:
-            left, _, right, _ = crop.box(*image.size)
-    except OSError:
-        return
-    if right - left < resolution:
-        warnings.warn(
-            f"the {right - left}px crop of {sample.name} is smaller than {resolution}px: "
-            "images are upsampled (use larger source images for this resolution)",
-            stacklevel=3,
-        )
+def _temp_name(folder: Path, name: str) -> Path:
+    """A temporary path in ``folder``, unique to this process: ``.tmp-<host>-<pid>-<id>-<name>``."""
+    return folder / f".tmp-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:12]}-{name}"
+
+
+def _remove_dead_temporaries(folder: Path) -> None:
+    """Delete temporaries that killed builds on this host left behind (their process is gone)."""
+    host = socket.gethostname()
+    for path in folder.glob(".tmp-*"):
+        rest = path.name[len(".tmp-") :]
+        if not rest.startswith(host + "-"):
+            continue
+        pid = rest[len(host) + 1 :].split("-", 1)[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            path.unlink(missing_ok=True)
+        except OSError:
+            pass  # alive, or not ours to signal
 
 
 def _replace_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = _temp_name(path.parent, path.name)
     tmp.write_text(json.dumps(data))
     os.replace(tmp, path)
+
+
+def _truncate_npy(path: Path, rows: int) -> None:
+    """Keep the first ``rows`` rows of a C-order ``.npy`` in place: rewrite the shape in the
+    header (padded to its old length, so the data does not move) and cut the file."""
+    with open(path, "r+b") as f:
+        version = np.lib.format.read_magic(f)
+        read_header = {(1, 0): np.lib.format.read_array_header_1_0}.get(
+            version, np.lib.format.read_array_header_2_0
+        )
+        shape, fortran_order, dtype = read_header(f)
+        data_offset = f.tell()
+        assert not fortran_order and rows <= shape[0]
+        prefix = 10 if version == (1, 0) else 12  # magic + version + header-length field
+        new_shape = (rows, *shape[1:])
+        descr = np.lib.format.dtype_to_descr(dtype)
+        header = f"{{'descr': {descr!r}, 'fortran_order': False, 'shape': {new_shape!r}, }}"
+        header = header.ljust(data_offset - prefix - 1) + "\n"
+        assert len(header) == data_offset - prefix
+        f.seek(prefix)
+        f.write(header.encode("latin1"))
+        f.truncate(data_offset + int(np.prod(new_shape)) * dtype.itemsize)
 
 
 def build_cache(
@@ -120,75 +183,130 @@ def build_cache(
     crop: Crop,
     cache_dir: str | os.PathLike,
     num_workers: int = 2,
+    progress: bool = True,
 ) -> PreparedImages:
-    """The prepared cache of ``files`` (relative to ``root``): reused, or built where missing."""
+    """The prepared cache of ``files`` (relative to ``root``): reused, or built where missing.
+
+    A cache hit (every resolution in place) decodes nothing. Otherwise each image is decoded once
+    by ``num_workers`` threads (PIL releases the GIL while decoding and resampling; 0 = inline)
+    and every missing resolution is written in that pass.
+    """
     root = Path(root)
     folder = Path(cache_dir) / cache_key(root, files, crop)
     folder.mkdir(parents=True, exist_ok=True)
-    if (folder / MANIFEST).is_file():
-        prepared = PreparedImages(folder)
+    prepared = PreparedImages(folder) if (folder / MANIFEST).is_file() else None
+    if prepared is not None:
         missing = sorted({r for r in resolutions if not prepared.has(r)})
         if not missing:
             return prepared
         sources = prepared.files  # the images known to decode
     else:
         missing, sources = sorted(set(resolutions)), list(files)
+    if not sources:
+        raise DataError(f"no images to prepare under {root}")
+    _remove_dead_temporaries(folder)
 
-    tmp_paths = {r: folder / f".images_{r}.npy.tmp" for r in missing}
+    tmp_paths = {r: _temp_name(folder, f"images_{r}.npy") for r in missing}
+    try:
+        decoded, unreadable, min_side = _decode_into(
+            root, sources, crop, missing, tmp_paths, num_workers, progress
+        )
+        if prepared is not None and unreadable:
+            name, reason = unreadable[0]
+            raise DataError(
+                f"{len(unreadable)} image(s) of the prepared cache {folder} no longer decode, "
+                f"e.g. {root / name} ({reason}); delete that folder to rebuild it"
+            )
+        if not decoded:
+            name, reason = unreadable[0]
+            raise DataError(
+                f"none of the {len(sources)} images under {root} could be read, "
+                f"e.g. {root / name} ({reason})"
+            )
+        if unreadable:
+            examples = ", ".join(f"{root / name} ({reason})" for name, reason in unreadable[:2])
+            warnings.warn(
+                f"skipped {len(unreadable)} unreadable or truncated image(s) of {len(sources)}, "
+                f"e.g. {examples}",
+                stacklevel=2,
+            )
+            for r in missing:  # drop the unused rows at the end
+                _truncate_npy(tmp_paths[r], len(decoded))
+        if min_side < max(missing):
+            warnings.warn(
+                f"the crop of some source images is {min_side}px, smaller than {max(missing)}px: "
+                "those images are upsampled (use larger source images for this resolution)",
+                stacklevel=2,
+            )
+        for r in missing:
+            os.replace(tmp_paths[r], folder / f"images_{r}.npy")
+    finally:
+        for path in tmp_paths.values():
+            path.unlink(missing_ok=True)
+    if prepared is None:  # written last: a folder without it is rebuilt from scratch
+        _replace_json(
+            folder / MANIFEST,
+            {
+                "files": decoded,
+                "skipped": len(unreadable),
+                "skipped_examples": [f"{name}: {reason}" for name, reason in unreadable[:20]],
+                "crop": [crop.size, crop.center_y],
+                "resize": RESIZE_METHOD,
+                "root": str(root),
+            },
+        )
+    log.info("prepared %d images at %s px in %s", len(decoded), missing, folder)
+    return PreparedImages(folder)
+
+
+def _decode_into(
+    root: Path,
+    sources: Sequence[str],
+    crop: Crop,
+    resolutions: Sequence[int],
+    tmp_paths: dict[int, Path],
+    num_workers: int,
+    progress: bool,
+) -> tuple[list[str], list[tuple[str, str]], int]:
+    """Decode ``sources`` once into memory-mapped ``tmp_paths`` (one per resolution), readable
+    images packed first. Returns (decoded names, [(unreadable name, reason)], smallest crop)."""
     arrays = {
         r: np.lib.format.open_memmap(
             tmp_paths[r], mode="w+", dtype=np.uint8, shape=(len(sources), 3, r, r)
         )
-        for r in missing
+        for r in resolutions
     }
-    if sources:
-        _warn_if_upsampling(root / sources[0], crop, max(missing))
     decoded: list[str] = []
-    unreadable: list[str] = []
+    unreadable: list[tuple[str, str]] = []
+    min_side = 1 << 30
 
-    def work(name: str) -> tuple[str, dict[int, np.ndarray] | None]:
-        return name, load_resized(root / name, crop, missing)
+    def work(name: str):
+        return name, load_resized(root / name, crop, resolutions)
 
-    with ThreadPoolExecutor(max_workers=max(1, num_workers)) as pool:
-        results = pool.map(work, sources) if num_workers > 0 else map(work, sources)
-        progress = tqdm(
+    pool = ThreadPoolExecutor(max_workers=num_workers) if num_workers > 0 else None
+    try:
+        results = pool.map(work, sources) if pool else map(work, sources)
+        bar = tqdm(
             results,
             total=len(sources),
-            desc=f"Preparing {len(sources)} images at {missing}px",
+            desc=f"Preparing {len(sources)} images at {list(resolutions)}px",
             unit="img",
             leave=False,
+            disable=not progress,
         )
-        for name, images in progress:
-            if images is None:
-                unreadable.append(name)
+        for name, result in bar:
+            if isinstance(result, str):
+                unreadable.append((name, result))
                 continue
+            images, side = result
             for r, image in images.items():
                 arrays[r][len(decoded)] = image
             decoded.append(name)
+            min_side = min(min_side, side)
+    finally:
+        if pool is not None:  # on an error or Ctrl-C, do not decode the queued rest first
+            pool.shutdown(wait=True, cancel_futures=True)
     for array in arrays.values():
         array.flush()
-    arrays.clear()  # closes the memmaps before the files are renamed
-    if unreadable:
-        examples = ", ".join(unreadable[:3])
-        warnings.warn(
-            f"skipped {len(unreadable)} unreadable or truncated image(s), e.g. {examples}",
-            stacklevel=2,
-        )
-    n = len(decoded)
-    for r in missing:
-        final = folder / f"images_{r}.npy"
-        if n < len(sources):  # drop the rows of skipped images
-            full = np.load(tmp_paths[r], mmap_mode="r")
-            trimmed = folder / f".images_{r}.trim.npy.tmp"
-            out = np.lib.format.open_memmap(trimmed, mode="w+", dtype=np.uint8, shape=(n, 3, r, r))
-            out[:] = full[:n]
-            out.flush()
-            del out, full
-            os.replace(trimmed, tmp_paths[r])
-        os.replace(tmp_paths[r], final)
-    if not (folder / MANIFEST).is_file():
-        _replace_json(
-            folder / MANIFEST,
-            {"files": decoded, "skipped": len(unreadable), "crop": [crop.size, crop.center_y]},
-        )
-    return PreparedImages(folder)
+    arrays.clear()  # closes the memmaps before the files are truncated or renamed
+    return decoded, unreadable, min_side

@@ -5,6 +5,14 @@ folder), has :mod:`stylegan.data.cache` prepare them once per resolution, and se
 batches at whatever resolution and batch size the progressive callback asks for through
 :meth:`CelebADataModule.set_stage`. Batches become floats in [-1, 1] on the device
 (``on_after_batch_transfer``), so workers only copy bytes. Horizontal flips happen in the dataset.
+
+Endless loading, and DDP: training, not the loader, ends an epoch (at the next resolution change),
+so :class:`ShuffledPasses` runs many reshuffled passes over the images (``SAMPLES_PER_EPOCH``
+draws), lazily: one permutation in memory at a time. It subclasses ``DistributedSampler`` and
+shards every pass by rank itself, so Lightning leaves it in place whatever
+``use_distributed_sampler`` says (its replacement would materialise and re-shard the whole
+stream). Order and flips are a pure function of (``seed``, epoch, draw), so a run is repeatable
+however many loader workers there are.
 """
 
 import math
@@ -15,18 +23,27 @@ import lightning as L
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from stylegan.data.cache import Crop, PreparedImages, build_cache
-from stylegan.errors import ConfigError, UserError
+from stylegan.data.cache import Crop, DataError, PreparedImages, build_cache
+from stylegan.errors import ConfigError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 SPLITS = {"train": 0, "valid": 1, "test": 2}
 SAMPLES_PER_EPOCH = 1_000_000  # loaders run this long at most; epochs really end at growth
+_MASK64 = (1 << 64) - 1
+
+__all__ = ["CelebADataModule", "DataError", "ShuffledPasses"]
 
 
-class DataError(UserError, FileNotFoundError):
-    """The data folder is missing, empty, or not in the expected layout."""
+def _mix(*values: int) -> int:
+    """A 64-bit hash of integers (splitmix64 steps): seeds and per-draw coin flips."""
+    h = 0x9E3779B97F4A7C15
+    for v in values:
+        h = (h ^ (v & _MASK64)) * 0xBF58476D1CE4E5B9 & _MASK64
+        h = (h ^ (h >> 31)) * 0x94D049BB133111EB & _MASK64
+        h ^= h >> 29
+    return h
 
 
 def _read_table(path: Path) -> list[list[str]]:
@@ -34,22 +51,40 @@ def _read_table(path: Path) -> list[list[str]]:
 
 
 class _ImagesAtResolution(Dataset):
-    """uint8 [3, R, R] images of one cache array, optionally mirrored; opened lazily per worker."""
+    """uint8 [3, R, R] images of one cache array, optionally mirrored; opened lazily per worker.
 
-    def __init__(self, path: Path, indices: np.ndarray, hflip_p: float) -> None:
+    Index ``i`` is a draw: image ``i % len(indices)``, pass ``i // len(indices)``, so the dataset's
+    length covers ``passes`` passes. Whether draw ``i`` is mirrored is a hash of (``flip_seed``,
+    ``i``): independent across draws, identical in any worker process.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        indices: np.ndarray,
+        hflip_p: float,
+        *,
+        passes: int = 1,
+        flip_seed: int = 0,
+    ) -> None:
         self.path = path
         self.indices = indices
         self.hflip_p = hflip_p
+        self.passes = passes
+        self.flip_seed = flip_seed
         self._array: np.ndarray | None = None
 
     def __len__(self) -> int:
-        return len(self.indices)
+        return len(self.indices) * self.passes
+
+    def flipped(self, i: int) -> bool:
+        return _mix(self.flip_seed, i) < self.hflip_p * 2.0**64
 
     def __getitem__(self, i: int) -> Tensor:
         if self._array is None:  # a memmap per process; never pickled to workers
             self._array = np.load(self.path, mmap_mode="r")
-        image = torch.from_numpy(np.array(self._array[self.indices[i]]))
-        if self.hflip_p > 0 and torch.rand(()) < self.hflip_p:
+        image = torch.from_numpy(np.array(self._array[self.indices[i % len(self.indices)]]))
+        if self.hflip_p > 0 and self.flipped(i):
             image = image.flip(-1)
         return image
 
@@ -57,25 +92,35 @@ class _ImagesAtResolution(Dataset):
         return {**self.__dict__, "_array": None}
 
 
-class ShuffledPasses(Sampler[int]):
+class ShuffledPasses(DistributedSampler):
     """Many reshuffled passes over ``size`` items, this process's share of each under DDP.
 
     Training decides when a loader ends (at the next resolution change), so the loader must not
-    run out first; every pass is a new permutation seeded by ``seed``, split evenly by rank.
+    run out first. Pass ``p`` is a permutation seeded by (``seed``, epoch, ``p``), split evenly by
+    rank (``size // world`` each; the remainder sits the pass out), and yields draw indices
+    ``p * size + image`` for :class:`_ImagesAtResolution`. Lazy: one permutation at a time.
+    A ``DistributedSampler`` so that Lightning neither replaces nor wraps it; ``set_epoch`` (called
+    by Lightning every epoch) reshuffles.
     """
 
     def __init__(self, size: int, *, passes: int, seed: int, rank: int = 0, world: int = 1):
+        if size < world:
+            raise DataError(f"{size} images cannot be split over {world} processes")
+        # DistributedSampler's own __init__ would need torch.distributed; set its fields here.
         self.size, self.passes, self.seed, self.rank, self.world = size, passes, seed, rank, world
+        self.num_replicas, self.shuffle, self.drop_last, self.epoch = world, True, True, 0
         self.per_pass = size // world
+        self.num_samples = self.total_size = self.per_pass * passes
 
     def __len__(self) -> int:
         return self.per_pass * self.passes
 
     def __iter__(self) -> Iterator[int]:
         for index in range(self.passes):
-            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
+            generator = torch.Generator().manual_seed(_mix(self.seed, self.epoch, index) >> 1)
             order = torch.randperm(self.size, generator=generator)
-            yield from order[self.rank :: self.world][: self.per_pass].tolist()
+            mine = order[self.rank :: self.world][: self.per_pass]
+            yield from (mine + index * self.size).tolist()
 
 
 class CelebADataModule(L.LightningDataModule):
@@ -86,7 +131,7 @@ class CelebADataModule(L.LightningDataModule):
         *,
         root: str,  # CelebA folder (img_align_celeba/, list_*.txt) or, with layout=folder, any
         layout: str = "celeba",  # "celeba" (official layout) | "folder" (images found recursively)
-        split: str = "train",  # train | valid | test | all (needs list_eval_partition.txt)
+        split: str = "train",  # train | valid | test | all; ignored without list_eval_partition
         exclude_attributes: Sequence[str] = (),  # drop images with any of these (e.g. Eyeglasses)
         require_attributes: Sequence[str] = (),  # keep only images with all of these
         crop_size: float = 0.72,  # square crop side as a fraction of the image width
@@ -96,8 +141,11 @@ class CelebADataModule(L.LightningDataModule):
         cache_dir: str = ".cache/data",  # where prepared images go
         num_workers: int = 2,  # loader processes, and threads while preparing
         limit: int | None = None,  # only the first N selected images (quick runs, tests)
-        seed: int = 0,  # shuffling and the real-image subset for FID
+        seed: int = 0,  # shuffling and flips (with the epoch)
     ) -> None:
+        """``split`` needs ``root/list_eval_partition.txt`` (CelebA layout): without that file, or
+        with ``layout="folder"``, it is ignored and every image is used. Attribute filters need
+        ``root/list_attr_celeba.txt``. Filters apply in the order split, attributes, ``limit``."""
         super().__init__()
         if layout not in ("celeba", "folder"):
             raise ConfigError(f"data.layout must be celeba or folder, got {layout!r}")
@@ -126,7 +174,6 @@ class CelebADataModule(L.LightningDataModule):
         self.resolution: int | None = None  # what train_dataloader() serves next
         self.batch_size: int | None = None  # per device
         self._prepared: PreparedImages | None = None
-        self._loaders_built = 0
 
     # ------------------------------------------------------------------ selecting images
     @property
@@ -165,7 +212,7 @@ class CelebADataModule(L.LightningDataModule):
     def _filter_split(self, files: list[str]) -> list[str]:
         partition = self.root / "list_eval_partition.txt"
         if self.layout != "celeba" or self.split == "all" or not partition.is_file():
-            return files  # no partition file: every image is used
+            return files  # no partition file (or not CelebA): every image is used, as documented
         wanted = str(SPLITS[self.split])
         chosen = {row[0] for row in _read_table(partition) if len(row) >= 2 and row[1] == wanted}
         return [f for f in files if f in chosen]
@@ -221,8 +268,15 @@ class CelebADataModule(L.LightningDataModule):
 
     @property
     def fingerprint(self) -> str:
-        """Identifies the prepared images (source files, crop, filters): a cache key for FID."""
+        """Identifies the prepared images for an FID real-statistics key: the cache key, a hash of
+        the selected files (so the split, attribute filters and ``limit``) with their sizes and
+        mtimes, the crop and the resize method. Flips are not part of it (reals are unflipped)."""
         return self.prepared.key
+
+    @property
+    def dataset_fingerprint(self) -> str:
+        """Same as :attr:`fingerprint`."""
+        return self.fingerprint
 
     def __len__(self) -> int:
         return len(self.prepared)
@@ -243,39 +297,52 @@ class CelebADataModule(L.LightningDataModule):
                 f"only {len(prepared)} images for a batch of {self.batch_size}; "
                 "use more images (data.limit) or a smaller stage.batch_size"
             )
-        dataset = _ImagesAtResolution(
-            prepared.path(self.resolution), np.arange(len(prepared)), self.hflip_p
-        )
-        self._loaders_built += 1
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
-        sampler = ShuffledPasses(
-            len(dataset),
-            passes=max(1, math.ceil(SAMPLES_PER_EPOCH / len(dataset))),
-            seed=self.seed * 7919 + self._loaders_built,
-            rank=rank,
-            world=world,
+        epoch = trainer.current_epoch if trainer else 0
+        passes = max(1, math.ceil(SAMPLES_PER_EPOCH / len(prepared)))
+        dataset = _ImagesAtResolution(
+            prepared.path(self.resolution),
+            np.arange(len(prepared)),
+            self.hflip_p,
+            passes=passes,
+            flip_seed=_mix(self.seed, epoch, 1),
         )
+        sampler = ShuffledPasses(
+            len(prepared), passes=passes, seed=self.seed, rank=rank, world=world
+        )
+        sampler.set_epoch(epoch)
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
             sampler=sampler,
             drop_last=True,
             num_workers=self.num_workers,
-            persistent_workers=False,
+            persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
         )
 
     def on_after_batch_transfer(self, batch: Tensor, dataloader_idx: int) -> Tensor:
         return batch.float() / 127.5 - 1.0  # uint8 -> [-1, 1] on the device
 
-    def real_batches(self, resolution: int, count: int, batch_size: int) -> Iterator[Tensor]:
-        """A fixed (seeded) subset of ``count`` real images, unflipped, uint8 [B, 3, R, R]."""
+    def real_batches(
+        self, resolution: int, count: int, batch_size: int, seed: int = 0
+    ) -> Iterator[Tensor]:
+        """A fixed subset of ``min(count, len(self))`` real images, unflipped, uint8 [B, 3, R, R].
+
+        The subset depends only on the prepared images (:attr:`fingerprint`), ``count`` and
+        ``seed`` -- not on the training seed -- so FID statistics keyed by fingerprint, resolution
+        and count stay valid. A resolution outside ``resolutions`` is prepared on demand.
+        """
         prepared = self.prepared
         if not prepared.has(resolution):
             self._prepared = prepared = self._prepare([*self.resolutions, resolution])
         array = prepared.array(resolution)
-        order = np.random.default_rng(self.seed).permutation(len(prepared))[:count]
+        order = np.random.default_rng(seed).permutation(len(prepared))[:count]
         for start in range(0, len(order), batch_size):
             chunk = np.sort(order[start : start + batch_size])  # sorted reads from the memmap
             yield torch.from_numpy(np.array(array[chunk]))
+
+    def real_images(self, resolution: int, count: int, seed: int = 0) -> Tensor:
+        """:meth:`real_batches` as one uint8 ``[min(count, len(self)), 3, R, R]`` tensor."""
+        return torch.cat(list(self.real_batches(resolution, count, 256, seed)))
