@@ -12,12 +12,26 @@ from stylegan.errors import ConfigError, UserError
 T = TypeVar("T")
 
 
+def _user_error_in(exc: BaseException | None) -> UserError | None:
+    """The UserError behind ``exc``: itself, or the cause Hydra's instantiate wrapped."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, UserError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def run_reporting_user_errors(fn: Callable[[], T]) -> T:
     """Call ``fn``; a :class:`UserError` prints ``error: <message>`` and exits with status 2."""
     try:
         return fn()
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except Exception as exc:
+        user_error = _user_error_in(exc)
+        if user_error is None:
+            raise
+        print(f"error: {user_error}", file=sys.stderr)
         raise SystemExit(2) from None
 
 

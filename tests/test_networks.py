@@ -620,3 +620,11 @@ def test_dcgan_discriminator() -> None:
     full = DCGANDiscriminator()  # the seed: 64 -> 128 -> 256 -> 512 -> logit
     widths = [c.out_channels for c in full.modules() if isinstance(c, torch.nn.Conv2d)]
     assert widths == [64, 128, 256, 512, 1]
+
+
+@pytest.mark.parametrize("field", ["z_dim", "w_dim", "mapping_layers", "channel_base"])
+def test_non_positive_sizes_are_refused_with_their_name(field):
+    from stylegan.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"{field} must be a positive integer"):
+        Generator(resolution=8, **{field: 0})

@@ -288,8 +288,10 @@ def test_an_interrupted_checkpoint_write_leaves_the_old_file_intact(tmp_path, mo
         (["ckpt_path=/nonexistent/last.ckpt"], "ckpt_path"),
         (["stage.start_resolution=48"], "power of two"),
         (["loss=wgan_gp", "model/discriminator=dcgan", "stage=64px"], "loss=bce"),
+        (["data.split=bogus"], "data.split must be"),
+        (["model.generator.z_dim=0"], "z_dim must be a positive integer"),
     ],
-    ids=["missing-data", "missing-ckpt", "bad-stage", "gp-with-batchnorm"],
+    ids=["missing-data", "missing-ckpt", "bad-stage", "gp-with-batchnorm", "split", "z-dim"],
 )
 def test_bad_input_is_one_line_error_not_a_traceback(args, message, tmp_path):
     result = run_cli(

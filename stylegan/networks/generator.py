@@ -76,6 +76,11 @@ class Generator(nn.Module):
         check_resolution(resolution)
         if not 0.0 <= w_avg_beta <= 1.0:
             raise ConfigError(f"w_avg_beta must be in [0, 1], got {w_avg_beta!r}")
+        sizes = {"z_dim": z_dim, "w_dim": w_dim, "mapping_layers": mapping_layers}
+        sizes.update(channel_base=channel_base, channel_max=channel_max, img_channels=img_channels)
+        for name, value in sizes.items():
+            if int(value) < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
         self._config: dict[str, Any] = {
             "resolution": int(resolution),
             "z_dim": int(z_dim),
