@@ -2,6 +2,8 @@
 CPU, tiny widths and no logger, with every path pointed into the test's temporary folder."""
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -83,3 +85,40 @@ def smoke_run(tmp_path_factory, celeba_root) -> Path:
     )
     train(cfg)
     return run_dir
+
+
+def run_cli(script: str, *args: str, env: dict | None = None, timeout: float = 900):
+    """Run an entry point (train.py, sample.py, fid.py) as a user would: no stdin, from the repo."""
+    return subprocess.run(
+        [sys.executable, script, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        env=env,
+    )
+
+
+@pytest.fixture
+def make_dm(celeba_root, tmp_path):
+    """``make_dm(**kwargs)``: a CelebADataModule on 64 sample images at 8 and 16 px, cached in
+    the test's folder, prepared and set up unless ``prepare=False``."""
+    from stylegan.data import CelebADataModule
+
+    def make(prepare: bool = True, **kwargs):
+        args = dict(
+            root=str(celeba_root),
+            resolutions=[8, 16],
+            cache_dir=str(tmp_path / "cache"),
+            num_workers=0,
+            limit=64,
+        )
+        args.update(kwargs)
+        dm = CelebADataModule(**args)
+        if prepare:
+            dm.prepare_data()
+            dm.setup("fit")
+        return dm
+
+    return make

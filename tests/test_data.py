@@ -28,28 +28,6 @@ from stylegan.data import cache as cache_module
 from stylegan.data.celeba import ShuffledPasses
 from stylegan.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def make_dm(celeba_root, tmp_path):
-    def make(prepare=True, **kwargs):
-        args = dict(
-            root=str(celeba_root),
-            resolutions=[8, 16],
-            cache_dir=str(tmp_path / "cache"),
-            num_workers=0,
-            limit=64,
-        )
-        args.update(kwargs)
-        dm = CelebADataModule(**args)
-        if prepare:
-            dm.prepare_data()
-            dm.setup("fit")
-        return dm
-
-    return make
-
 
 def _copy_images(celeba_root, folder, count):
     folder.mkdir(parents=True, exist_ok=True)

@@ -8,28 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from stylegan.data import CelebADataModule, Crop, DataError
+from stylegan.data import Crop, DataError
 from stylegan.data import cache as cache_module
 from stylegan.errors import ConfigError
-
-
-@pytest.fixture
-def make_dm(celeba_root, tmp_path):
-    def make(**kwargs):
-        args = dict(
-            root=str(celeba_root),
-            resolutions=[8, 16],
-            cache_dir=str(tmp_path / "cache"),
-            num_workers=0,
-            limit=64,
-        )
-        args.update(kwargs)
-        dm = CelebADataModule(**args)
-        dm.prepare_data()
-        dm.setup("fit")
-        return dm
-
-    return make
 
 
 def first_batch(dm, resolution, batch_size):

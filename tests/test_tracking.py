@@ -2,12 +2,10 @@
 
 import csv
 import os
-import subprocess
-import sys
 
 import pytest
 import yaml
-from conftest import ROOT
+from conftest import run_cli as run
 
 from train import train
 
@@ -16,18 +14,6 @@ FAST_FID = [
     "callbacks.fid.num_images=32",
     "callbacks.fid.batch_size=16",
 ]
-
-
-def run(script: str, *args: str, env: dict | None = None, timeout: float = 900):
-    return subprocess.run(
-        [sys.executable, script, *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-        env=env,
-    )
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, compose_config
+from conftest import ROOT, compose_config, run_cli
 
 from stylegan.checkpoints import atomic_torch_save, load_generator
 from stylegan.errors import ConfigError
@@ -22,17 +22,6 @@ TINY = dict(z_dim=16, w_dim=16, mapping_layers=2, channel_base=128, channel_max=
 
 def read_progress(ckpt: Path) -> dict:
     return torch.load(ckpt, map_location="cpu", weights_only=False)["stylegan"]["progress"]
-
-
-def run_cli(script: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, script, *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 # ---------------------------------------------------------------------------- configuration
