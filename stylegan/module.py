@@ -77,6 +77,7 @@ class StyleGANModule(L.LightningModule):
         self.reset_optimizer_on_phase = reset_optimizer_on_phase
         # Progressive state; images_seen is authoritative and checkpointed.
         self.images_seen = 0
+        self.images_before_step = 0  # images_seen before the latest step (for interval callbacks)
         self.resolution = generator.resolution
         self.alpha = 1.0
         self.phase_index = -1  # -1 = no state applied yet
@@ -195,6 +196,7 @@ class StyleGANModule(L.LightningModule):
 
         global_batch = batch_size * self.trainer.world_size
         self.update_ema(global_batch)
+        self.images_before_step = self.images_seen
         self.images_seen += global_batch
 
         logs["loss/g"] = g_loss.detach()
@@ -221,6 +223,12 @@ class StyleGANModule(L.LightningModule):
             prog_bar=True,
             logger=False,
         )
+
+    def step_crossed(self, every_images: int) -> bool:
+        """Whether the latest step passed a multiple of ``every_images`` (0 = never)."""
+        if every_images <= 0:
+            return False
+        return self.images_seen // every_images != self.images_before_step // every_images
 
     # ------------------------------------------------------------------ EMA
     @torch.no_grad()
@@ -259,7 +267,7 @@ class StyleGANModule(L.LightningModule):
         if saved is None:
             raise ConfigError("this checkpoint was not written by stylegan's train.py")
         progress = saved["progress"]
-        self.images_seen = int(progress["images_seen"])
+        self.images_seen = self.images_before_step = int(progress["images_seen"])
         self.resolution = int(progress["resolution"])
         self.alpha = float(progress["alpha"])
         self.phase_index = int(progress["phase_index"])

@@ -35,7 +35,6 @@ class PeriodicCheckpoint(L.Callback):
         self.dirpath = Path(dirpath)
         self.every_images = max(1, round(every_kimg * 1000))
         self.keep = keep
-        self._images_at_last_batch = 0
         self._images_at_last_save = -1
 
     @property
@@ -65,16 +64,11 @@ class PeriodicCheckpoint(L.Callback):
         for old in periodic[: -self.keep]:
             old.unlink(missing_ok=True)
 
-    def on_fit_start(self, trainer: L.Trainer, pl_module: Any) -> None:
-        self._images_at_last_batch = pl_module.images_seen
-
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        before, seen = self._images_at_last_batch, pl_module.images_seen
-        self._images_at_last_batch = seen
-        if seen // self.every_images != before // self.every_images:
-            self._save(trainer, seen)
+        if pl_module.step_crossed(self.every_images):
+            self._save(trainer, pl_module.images_seen)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: Any) -> None:
         # Epochs end exactly at resolution changes and at the end of training.

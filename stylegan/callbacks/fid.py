@@ -52,11 +52,9 @@ class FIDCallback(L.Callback):
         self.best = float("inf")
         self.history: list[tuple[int, float]] = []  # (images seen, fid)
         self._net: torch.nn.Module | None = None
-        self._images_at_last_batch = 0
 
     # ------------------------------------------------------------------ lifecycle
     def on_fit_start(self, trainer: L.Trainer, pl_module: Any) -> None:
-        self._images_at_last_batch = pl_module.images_seen
         if not self.enabled:
             return
         try:
@@ -70,10 +68,7 @@ class FIDCallback(L.Callback):
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        before, seen = self._images_at_last_batch, pl_module.images_seen
-        self._images_at_last_batch = seen
-        due = self.every_images > 0 and seen // self.every_images != before // self.every_images
-        if self.enabled and due:
+        if self.enabled and pl_module.step_crossed(self.every_images):
             self.evaluate(trainer, pl_module)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: Any) -> None:

@@ -50,6 +50,4 @@ class KimgProgressBar(TQDMProgressBar):
     def get_metrics(self, trainer: L.Trainer, pl_module: Any) -> dict[str, Any]:
         metrics = super().get_metrics(trainer, pl_module)
         metrics.pop("v_num", None)
-        metrics.pop("kimg", None)
-        metrics.pop("res", None)
         return metrics

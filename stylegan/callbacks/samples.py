@@ -34,7 +34,6 @@ class SampleGrid(L.Callback):
         self.seed = seed
         self.nrow = nrow or max(1, math.isqrt(num_images))
         self._z: torch.Tensor | None = None
-        self._images_at_last_batch = 0
         self._images_at_last_save = -1
         self._reals_saved: set[int] = set()
         self.saved: list[Path] = []
@@ -86,16 +85,11 @@ class SampleGrid(L.Callback):
         save_grid(reals, self.dirpath / f"reals_{resolution}px.png", nrow=self.nrow)
         self._log_image(trainer, "reals", reals, f"real images, {resolution}px")
 
-    def on_fit_start(self, trainer: L.Trainer, pl_module: Any) -> None:
-        self._images_at_last_batch = pl_module.images_seen
-
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         self._save_reals(trainer, pl_module, batch)
-        before, seen = self._images_at_last_batch, pl_module.images_seen
-        self._images_at_last_batch = seen
-        if seen // self.every_images != before // self.every_images:
+        if pl_module.step_crossed(self.every_images):
             self._save(trainer, pl_module)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: Any) -> None:
