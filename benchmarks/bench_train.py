@@ -1,71 +1,234 @@
-"""Training step time (one D and one G update, WGAN-GP, style mixing) per resolution and width.
+"""The real training step, timed as ``train.py`` builds it, against this machine's conv peaks.
 
-    python benchmarks/bench_train.py [--widths cpu paper] [--steps 5]
+    python benchmarks/bench_train.py                                  # paper + cpu widths
+    python benchmarks/bench_train.py --widths paper --resolutions 16 32 --steps 3
+    python benchmarks/bench_train.py --precisions 32-true --memory-formats nchw -- loss=bce
 
-Prints milliseconds per step and images/s on this machine's device; asserts nothing.
+Each row composes the real ``conf/train.yaml`` (the overrides after ``--`` are added), builds the
+module, data module, optimizers and callbacks with train.py's own functions, and runs
+``trainer.fit`` on ``../shared/celeba`` at a fixed resolution. A callback times whole
+``training_step`` calls (after warm-up), counts the step's FLOPs once with torch's flop counter,
+and optionally profiles one step. The conv3×3 peaks (512 channels, fp32 NCHW and bf16
+channels_last) are measured in the same run, so the shares printed are of this machine now.
+Prints figures; asserts nothing.
 """
 
+from __future__ import annotations
+
 import argparse
+import logging
+import statistics
+import sys
+import tempfile
 import time
+import warnings
+from pathlib import Path
 
+import lightning as L
 import torch
+import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import flop_registry
 
-from stylegan import losses
-from stylegan.networks import Discriminator, Generator, mix_styles
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-WIDTHS = {
-    "cpu": dict(channel_base=256, channel_max=32, z_dim=32, w_dim=32),
-    "paper": dict(channel_base=16384, channel_max=512, z_dim=512, w_dim=512),
-}
+from stylegan.callbacks import AtomicCheckpointIO  # noqa: E402
+from train import build_callbacks, build_module, build_schedule  # noqa: E402
+
+# Figures only: Lightning's banners and warnings would bury the table.
+warnings.filterwarnings("ignore")
+for name in ("lightning.pytorch", "lightning.fabric"):
+    logging.getLogger(name).setLevel(logging.ERROR)
+
+BATCH = {8: 32, 16: 32, 32: 32, 64: 16, 128: 8}  # the issue's table: batch per resolution
+WIDTHS = {"paper": "model=paper", "cpu": "model=cpu"}
+MEMORY_FORMATS = ("nchw", "channels_last")
 
 
-def step(G, D, opt_g, opt_d, real, resolution, alpha):
-    n = real.shape[0]
+def conv_peak(dtype: torch.dtype, channels_last: bool, *, repeats: int = 10) -> float:
+    """GFLOP/s of a 512-channel 3×3 convolution (batch 32, 16×16), forward only."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(32, 512, 16, 16).to(dtype=dtype, memory_format=fmt)
+    w = torch.randn(512, 512, 3, 3).to(dtype=dtype, memory_format=fmt)
+    flops = 2 * x.shape[0] * 512 * 16 * 16 * 512 * 9
+    with torch.inference_mode():
+        for _ in range(2):
+            F.conv2d(x, w, padding=1)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            F.conv2d(x, w, padding=1)
+            times.append(time.perf_counter() - start)
+    return flops / min(times) / 1e9
 
-    def critic(x):
-        return D(x, resolution=resolution, alpha=alpha)
 
-    with torch.no_grad():
-        fake = G(torch.randn(n, G.z_dim), resolution=resolution, alpha=alpha)
-    d_loss = losses.wgan_d_loss(critic(real), critic(fake))
-    d_loss = d_loss + 10 * losses.gradient_penalty(critic, real, fake)
-    opt_d.zero_grad()
-    d_loss.backward()
-    opt_d.step()
-    ws = mix_styles(
-        G.map(torch.randn(n, G.z_dim)), G.map(torch.randn(n, G.z_dim)), G.num_ws_at(resolution) // 2
+class FlopCount(TorchDispatchMode):
+    """Adds up torch's flop registry over every op dispatched (forward, backward and the double
+    backward of the penalties; FlopCounterMode's module tracker refuses ``autograd.grad``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.total = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        count = flop_registry.get(func._overloadpacket)
+        if count is not None:
+            self.total += count(*args, **kwargs, out_val=out)
+        return out
+
+
+class StepTimer(L.Callback):
+    """Times ``warmup + steps`` batches, then counts FLOPs of one and profiles one, then stops."""
+
+    def __init__(self, *, warmup: int, steps: int, profile: bool) -> None:
+        self.warmup, self.steps, self.profile = warmup, steps, profile
+        self.times: list[float] = []
+        self.flops = 0
+        self.table = ""
+        self._index = 0
+        self._mode = None
+
+    def _role(self) -> str:
+        if self._index < self.warmup:
+            return "warmup"
+        if self._index < self.warmup + self.steps:
+            return "timed"
+        if self._index == self.warmup + self.steps:
+            return "flops"
+        return "profile"
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        role = self._role()
+        if role == "flops":
+            self._mode = FlopCount()
+            self._mode.__enter__()
+        elif role == "profile":
+            self._mode = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
+            self._mode.__enter__()
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        elapsed = time.perf_counter() - self._start
+        role = self._role()
+        if role == "timed":
+            self.times.append(elapsed)
+        elif role == "flops":
+            self._mode.__exit__(None, None, None)
+            self.flops = self._mode.total
+        elif role == "profile":
+            self._mode.__exit__(None, None, None)
+            self.table = self._mode.key_averages().table(
+                sort_by="self_cpu_time_total", row_limit=12
+            )
+        self._index += 1
+        last = self.warmup + self.steps + (2 if self.profile else 1)
+        if self._index >= last:
+            trainer.should_stop = True
+
+
+def compose_train(overrides: list[str]):
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose(config_name="train", overrides=overrides)
+
+
+def run_row(args, widths: str, resolution: int, precision: str, memory_format: str):
+    batch = args.batch or BATCH[resolution]
+    overrides = [
+        WIDTHS[widths],
+        f"stage={resolution}px",
+        f"stage.start_resolution={resolution}",
+        f"++stage.batch_size.{resolution}={batch}",
+        "stage.total_kimg=1000",
+        "trainer=cpu",
+        f"trainer.precision={precision}",
+        "trainer.enable_progress_bar=false",
+        "trainer.enable_model_summary=false",
+        "logger=none",
+        "callbacks.fid=null",
+        "callbacks.progress_bar=null",
+        f"data.root={args.data_root}",
+        "data.num_workers=0",
+        f"paths.output_dir={args.output_dir}",
+        f"paths.cache_dir={args.cache_dir}",
+        *args.overrides,
+    ]
+    cfg = compose_train(overrides)
+    if "channels_last" in cfg.training:
+        cfg.training.channels_last = memory_format == "channels_last"
+    elif memory_format != "nchw":
+        return None  # this version of the project has no channels_last knob
+    L.seed_everything(0, workers=True)
+    schedule = build_schedule(cfg.stage, cfg.training.lr_multiplier)
+    module = build_module(cfg, schedule)
+    datamodule = instantiate(cfg.data, resolutions=schedule.resolutions)
+    timer = StepTimer(warmup=args.warmup, steps=args.steps, profile=args.profile)
+    trainer = instantiate(
+        cfg.trainer,
+        callbacks=[*build_callbacks(cfg, schedule), timer],
+        logger=False,
+        plugins=[AtomicCheckpointIO()],
     )
-    g_loss = losses.wgan_g_loss(critic(G.synthesis(ws, resolution=resolution, alpha=alpha)))
-    opt_g.zero_grad()
-    g_loss.backward()
-    opt_g.step()
+    trainer.fit(module, datamodule=datamodule)
+    step = statistics.median(timer.times)
+    return batch, step, timer.flops, timer.table
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--widths", nargs="+", default=["cpu", "paper"], choices=list(WIDTHS))
-    parser.add_argument("--resolutions", nargs="+", type=int, default=[8, 32, 64])
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--widths", nargs="+", default=["paper", "cpu"], choices=list(WIDTHS))
+    parser.add_argument("--resolutions", nargs="+", type=int, default=[8, 16, 32])
+    parser.add_argument("--precisions", nargs="+", default=["32-true", "bf16-mixed"])
+    parser.add_argument("--memory-formats", nargs="+", default=list(MEMORY_FORMATS))
+    parser.add_argument("--batch", type=int, default=0, help="0 = the per-resolution table")
+    parser.add_argument("--steps", type=int, default=3, help="timed steps (the median is shown)")
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--profile", action="store_true", help="print each row's top ops")
+    parser.add_argument("--data-root", default=str(ROOT.parent / "shared" / "celeba"))
+    parser.add_argument("--cache-dir", default=str(Path(tempfile.gettempdir()) / "bench-cache"))
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, after --")
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}")
+    args.output_dir = tempfile.mkdtemp(prefix="bench-train-")
+
+    fp32_peak = conv_peak(torch.float32, channels_last=False)
+    bf16_peak = conv_peak(torch.bfloat16, channels_last=True)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(
+        f"conv3x3 peak (512 ch): fp32 NCHW {fp32_peak:.0f} GFLOP/s, bf16 channels_last "
+        f"{bf16_peak:.0f} GFLOP/s"
+    )
+    header = (
+        f"{'widths':>6} {'res':>4} {'batch':>5} {'precision':>10} {'format':>13} "
+        f"{'ms/step':>9} {'img/s':>7} {'GFLOP/img':>9} {'GFLOP/s':>8} {'%fp32pk':>7} "
+        f"{'%bf16pk':>7}"
+    )
+    print(header)
+    tables = []
     for widths in args.widths:
         for resolution in args.resolutions:
-            G = Generator(resolution=resolution, **WIDTHS[widths])
-            kw = {k: v for k, v in WIDTHS[widths].items() if k.startswith("channel")}
-            D = Discriminator(resolution=resolution, **kw)
-            opt_g = torch.optim.Adam(G.parameters(), lr=1e-3, betas=(0.0, 0.99))
-            opt_d = torch.optim.Adam(D.parameters(), lr=1e-3, betas=(0.0, 0.99))
-            real = torch.rand(args.batch, 3, resolution, resolution) * 2 - 1
-            step(G, D, opt_g, opt_d, real, resolution, 0.5)  # warm-up
-            start = time.perf_counter()
-            for _ in range(args.steps):
-                step(G, D, opt_g, opt_d, real, resolution, 0.5)
-            ms = (time.perf_counter() - start) / args.steps * 1000
-            print(
-                f"{widths:>5} widths {resolution:>4}px: {ms:8.1f} ms/step "
-                f"{args.batch / ms * 1000:8.1f} images/s"
-            )
+            for precision in args.precisions:
+                for memory_format in args.memory_formats:
+                    row = run_row(args, widths, resolution, precision, memory_format)
+                    if row is None:
+                        continue
+                    batch, step, flops, table = row
+                    rate = flops / step / 1e9
+                    print(
+                        f"{widths:>6} {resolution:>4} {batch:>5} {precision:>10} "
+                        f"{memory_format:>13} {step * 1000:>9.1f} {batch / step:>7.2f} "
+                        f"{flops / batch / 1e9:>9.2f} {rate:>8.1f} "
+                        f"{100 * rate / fp32_peak:>6.0f}% {100 * rate / bf16_peak:>6.0f}%",
+                        flush=True,
+                    )
+                    if table:
+                        tables.append((widths, resolution, precision, memory_format, table))
+    for widths, resolution, precision, memory_format, table in tables:
+        print(f"\nTop ops: {widths} widths, {resolution}px, {precision}, {memory_format}")
+        print(table)
 
 
 if __name__ == "__main__":
