@@ -29,8 +29,13 @@ from stylegan.schedule import ProgressiveSchedule
 warnings.filterwarnings("ignore", message=".*flops_per_batch.*")
 
 
-def build_schedule(stage: DictConfig, lr_multiplier: float = 1.0) -> ProgressiveSchedule:
+def build_schedule(
+    stage: DictConfig, lr_multiplier: float = 1.0, max_lr: float | None = None
+) -> ProgressiveSchedule:
+    """The progressive schedule of ``stage``; lr entries capped at ``max_lr`` (per loss), then
+    scaled by ``lr_multiplier``."""
     stage = OmegaConf.to_container(stage, resolve=True)
+    cap = float("inf") if max_lr is None else float(max_lr)
     return ProgressiveSchedule(
         final_resolution=stage["resolution"],
         start_resolution=stage["start_resolution"],
@@ -38,12 +43,13 @@ def build_schedule(stage: DictConfig, lr_multiplier: float = 1.0) -> Progressive
         stable_kimg=stage["stable_kimg"],
         total_kimg=stage["total_kimg"],
         batch_size={int(k): int(v) for k, v in stage["batch_size"].items()},
-        lr={int(k): float(v) * lr_multiplier for k, v in stage["lr"].items()},
+        lr={int(k): min(float(v), cap) * lr_multiplier for k, v in stage["lr"].items()},
     )
 
 
 def build_module(cfg: DictConfig, schedule: ProgressiveSchedule) -> StyleGANModule:
     loss = dict(OmegaConf.to_container(cfg.loss, resolve=True))
+    loss.pop("max_lr", None)  # already applied to the schedule
     training = OmegaConf.to_container(cfg.training, resolve=True)
     training.pop("lr_multiplier", None)  # already applied to the schedule
     try:
@@ -83,7 +89,7 @@ def train(cfg: DictConfig) -> float | None:
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path and not Path(ckpt_path).is_file():
         raise UserError(f"ckpt_path={ckpt_path} does not exist (point it at a run's last.ckpt)")
-    schedule = build_schedule(cfg.stage, cfg.training.lr_multiplier)
+    schedule = build_schedule(cfg.stage, cfg.training.lr_multiplier, cfg.loss.get("max_lr"))
     module = build_module(cfg, schedule)
     datamodule = instantiate(cfg.data, resolutions=schedule.resolutions)
     trainer: L.Trainer = instantiate(

@@ -31,10 +31,11 @@ def drift_penalty(real_logits: Tensor) -> Tensor:
     return real_logits.square().mean()
 
 
-def _input_gradients(discriminator: Critic, inputs: Tensor, grad_scale: float) -> Tensor:
-    """dD/dx per sample with a graph, so the penalty built from it can be back-propagated."""
-    inputs = inputs.detach().requires_grad_(True)
-    logits = discriminator(inputs)
+def input_gradients(logits: Tensor, inputs: Tensor, *, grad_scale: float = 1.0) -> Tensor:
+    """dD/dx per sample, with a graph so a penalty built from it can be back-propagated.
+
+    ``logits`` must come from ``inputs`` (which require grad). Returned in fp32 whatever the
+    autocast dtype, because the squared norms of small gradients underflow in half precision."""
     (grads,) = torch.autograd.grad(
         outputs=logits.sum() * grad_scale, inputs=inputs, create_graph=True
     )
@@ -54,8 +55,9 @@ def gradient_penalty(
         real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype, generator=generator
     )
     # Under autocast the fakes may come out in half precision; interpolate in the reals' dtype.
-    interpolates = torch.lerp(fake.detach().to(real.dtype), real.detach(), eps)
-    grads = _input_gradients(discriminator, interpolates, grad_scale)
+    interpolates = torch.lerp(fake.detach().to(real.dtype), real.detach(), eps)  # a new leaf
+    interpolates.requires_grad_(True)
+    grads = input_gradients(discriminator(interpolates), interpolates, grad_scale=grad_scale)
     norms = grads.flatten(1).norm(2, dim=1)
     return (norms - 1.0).square().mean()
 
@@ -72,7 +74,10 @@ def logistic_g_loss(fake_logits: Tensor) -> Tensor:
     return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
 
 
-def r1_penalty(discriminator: Critic, real: Tensor, *, grad_scale: float = 1.0) -> Tensor:
-    """E[||grad D(x)||^2] on real images (multiply by gamma/2 in the caller)."""
-    grads = _input_gradients(discriminator, real, grad_scale)
+def r1_penalty(real_logits: Tensor, real: Tensor, *, grad_scale: float = 1.0) -> Tensor:
+    """E[||grad D(x)||^2] on reals (multiply by gamma/2 in the caller).
+
+    Takes the logits of the D(real) pass the main loss already ran (``real`` must require grad
+    before that pass), so R1 costs a double backward but no second forward."""
+    grads = input_gradients(real_logits, real, grad_scale=grad_scale)
     return grads.square().flatten(1).sum(dim=1).mean()

@@ -1,11 +1,13 @@
 """The StyleGAN LightningModule: manual alternating optimization of D and G.
 
 Owns one training step (``n_critic`` discriminator updates, then one generator update), the loss
-selection (WGAN-GP with drift, or non-saturating logistic with optional lazy R1), style-mixing
-regularization, the generator EMA, and the count of images seen, which is the progressive state's
-single source of truth (the :class:`~stylegan.callbacks.ProgressiveGrowing` callback derives
-resolution, alpha, batch size and learning rate from it). Uses ``toggle_optimizer`` and
-``manual_backward`` so that Lightning's precision plugins (bf16/fp16) and DDP apply.
+selection (WGAN-GP with drift, or non-saturating logistic with R1; either penalty may run lazily,
+with StyleGAN2's Adam correction), the fade-in of reals, style-mixing regularization, the
+generator EMA, the memory format (channels_last), and the count of images seen, which is the
+progressive state's single source of truth (the :class:`~stylegan.callbacks.ProgressiveGrowing`
+callback derives resolution, alpha, batch size and learning rate from it). Uses
+``toggle_optimizer`` and ``manual_backward`` so that Lightning's precision plugins (bf16/fp16) and
+DDP apply; losses and penalties are computed in fp32 from fp32 logits.
 """
 
 import copy
@@ -18,6 +20,7 @@ from torch import Tensor, nn
 from stylegan import losses
 from stylegan.errors import ConfigError
 from stylegan.networks import Generator, mix_styles
+from stylegan.networks.layers import fade_in_reals
 from stylegan.schedule import ProgressState
 
 LOSSES = ("wgan_gp", "bce")
@@ -35,8 +38,9 @@ class StyleGANModule(L.LightningModule):
         loss: str = "wgan_gp",  # "wgan_gp" or "bce" (non-saturating logistic)
         gp_weight: float = 10.0,  # WGAN-GP lambda
         drift_weight: float = 0.001,  # WGAN-GP epsilon-drift weight on E[D(real)^2]
-        r1_gamma: float = 0.0,  # bce only: R1 weight gamma; 0 = no R1
-        r1_interval: int = 16,  # bce only: R1 every N D steps (lazy), scaled by N
+        gp_interval: int = 1,  # wgan_gp only: penalty every N D steps (lazy), scaled by N
+        r1_gamma: float = 10.0,  # bce only: R1 weight gamma; 0 = no R1
+        r1_interval: int = 1,  # bce only: R1 every N D steps (lazy), scaled by N
         n_critic: int = 1,  # D updates per G update
         style_mixing_prob: float = 0.9,  # probability of a mixed sample; 0 = no mixing
         ema_half_life_kimg: float = 10.0,  # generator EMA half-life; 0 = EMA equals G
@@ -44,6 +48,7 @@ class StyleGANModule(L.LightningModule):
         adam_eps: float = 1e-8,
         lr: float = 0.001,  # initial lr; the progressive callback sets it per resolution
         reset_optimizer_on_phase: bool = True,  # official StyleGAN: new Adam state per phase
+        channels_last: bool = False,  # NHWC activations and weights (faster convs on CPU/GPU)
     ) -> None:
         super().__init__()
         if loss not in LOSSES:
@@ -56,18 +61,27 @@ class StyleGANModule(L.LightningModule):
             )
         if not 0.0 <= style_mixing_prob <= 1.0:
             raise ConfigError(f"style_mixing_prob must be in [0, 1], got {style_mixing_prob}")
-        if n_critic < 1 or r1_interval < 1:
-            raise ConfigError("n_critic and r1_interval must be >= 1")
+        if n_critic < 1 or r1_interval < 1 or gp_interval < 1:
+            raise ConfigError("n_critic, loss.gp_interval and loss.r1_interval must be >= 1")
         self.automatic_optimization = False
         self.generator = generator
         self.discriminator = discriminator
         # Same train/eval mode as G (G has no mode-dependent layers); never optimized.
         self.generator_ema = copy.deepcopy(generator).requires_grad_(False)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        for network in (self.generator, self.discriminator, self.generator_ema):
+            network.to(memory_format=self.memory_format)
         self.loss = loss
         self.gp_weight = gp_weight
         self.drift_weight = drift_weight
+        self.gp_interval = gp_interval
         self.r1_gamma = r1_gamma
         self.r1_interval = r1_interval
+        # Lazy regularization (StyleGAN2): D's Adam sees the penalty every N steps, so its lr and
+        # betas are scaled by N / (N + 1) to keep the same effective step over N + 1 minibatches.
+        interval = gp_interval if loss == "wgan_gp" else (r1_interval if r1_gamma > 0 else 1)
+        self.reg_interval = interval
+        self.d_adam_ratio = interval / (interval + 1) if interval > 1 else 1.0
         self.n_critic = n_critic
         self.style_mixing_prob = style_mixing_prob
         self.ema_half_life_kimg = ema_half_life_kimg
@@ -93,20 +107,21 @@ class StyleGANModule(L.LightningModule):
         self.lr = state.lr
         if self._trainer is None:
             return
-        for optimizer in self.trainer.optimizers:
+        for optimizer, ratio in zip(self.trainer.optimizers, (1.0, self.d_adam_ratio), strict=True):
             if phase_changed and self.reset_optimizer_on_phase:
                 optimizer.state.clear()
             for group in optimizer.param_groups:
-                group["lr"] = state.lr
+                group["lr"] = state.lr * ratio
 
     # ------------------------------------------------------------------ optimizers
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        def adam(module: nn.Module) -> torch.optim.Optimizer:
+        def adam(module: nn.Module, ratio: float) -> torch.optim.Optimizer:
+            betas = tuple(beta**ratio for beta in self.adam_betas)
             return torch.optim.Adam(
-                module.parameters(), lr=self.lr, betas=self.adam_betas, eps=self.adam_eps
+                module.parameters(), lr=self.lr * ratio, betas=betas, eps=self.adam_eps
             )
 
-        return [adam(self.generator), adam(self.discriminator)]
+        return [adam(self.generator, 1.0), adam(self.discriminator, self.d_adam_ratio)]
 
     # ------------------------------------------------------------------ steps
     def on_train_batch_start(self, batch: Tensor, batch_idx: int) -> int | None:
@@ -117,21 +132,22 @@ class StyleGANModule(L.LightningModule):
         return None
 
     def _discriminate(self, images: Tensor) -> Tensor:
-        return self.discriminator(images, resolution=self.resolution, alpha=self.alpha)
+        # fp32 logits: the losses and penalties are computed in fp32 under bf16/fp16 autocast.
+        return self.discriminator(images, resolution=self.resolution, alpha=self.alpha).float()
 
-    def _generate(self, batch_size: int, *, update_w_avg: bool = False) -> Tensor:
-        """Fakes at the current stage, with style-mixing regularization."""
+    def _generate(self, batch_size: int) -> Tensor:
+        """Fakes at the current stage, with style-mixing regularization.
+
+        As in the official code, every training pass through the mapping updates ``w_avg``, and
+        one crossover layer is drawn per minibatch (on the CPU, so the step never syncs)."""
         G = self.generator
         z = torch.randn(batch_size, G.z_dim, device=self.device)
-        ws = G.map(z, update_w_avg=update_w_avg)
-        if self.style_mixing_prob > 0:
-            active = G.num_ws_at(self.resolution)
-            ws_other = G.map(torch.randn_like(z))
-            crossover = torch.randint(1, active, (batch_size,), device=self.device)
-            mixed = torch.rand(batch_size, device=self.device) < self.style_mixing_prob
-            crossover = torch.where(mixed, crossover, torch.full_like(crossover, G.num_ws))
-            ws = mix_styles(ws, ws_other, crossover)
-        return G.synthesis(ws, resolution=self.resolution, alpha=self.alpha, noise_mode="random")
+        ws = G.map(z, update_w_avg=True)
+        if self.style_mixing_prob > 0 and float(torch.rand(())) < self.style_mixing_prob:
+            crossover = int(torch.randint(1, G.num_ws_at(self.resolution), ()))
+            ws = mix_styles(ws, G.map(torch.randn_like(z), update_w_avg=True), crossover)
+        fake = G.synthesis(ws, resolution=self.resolution, alpha=self.alpha, noise_mode="random")
+        return fake  # [N, C, R, R]
 
     def _gradient_scale(self) -> float:
         """The fp16 GradScaler's scale (1 otherwise), for penalties built from input gradients."""
@@ -141,23 +157,29 @@ class StyleGANModule(L.LightningModule):
         return 1.0
 
     def _discriminator_loss(self, real: Tensor, fake: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        regularize = self._d_steps % self.reg_interval == 0
+        r1_step = self.loss == "bce" and self.r1_gamma > 0 and regularize
+        if r1_step:  # R1 differentiates the D(real) pass the loss runs anyway
+            real = real.detach().requires_grad_(True)
         real_logits = self._discriminate(real)
         fake_logits = self._discriminate(fake)
         logs: dict[str, Tensor] = {}
         if self.loss == "wgan_gp":
             main = losses.wgan_d_loss(real_logits, fake_logits)
-            gp = losses.gradient_penalty(
-                self._discriminate, real, fake, grad_scale=self._gradient_scale()
-            )
             drift = losses.drift_penalty(real_logits)
-            total = main + self.gp_weight * gp + self.drift_weight * drift
-            logs["loss/gp"] = gp.detach()
+            total = main + self.drift_weight * drift
             logs["loss/drift"] = drift.detach()
+            if regularize:
+                gp = losses.gradient_penalty(
+                    self._discriminate, real, fake, grad_scale=self._gradient_scale()
+                )
+                total = total + self.gp_weight * gp * self.gp_interval
+                logs["loss/gp"] = gp.detach()
         else:
             main = losses.logistic_d_loss(real_logits, fake_logits)
             total = main
-            if self.r1_gamma > 0 and self._d_steps % self.r1_interval == 0:
-                r1 = losses.r1_penalty(self._discriminate, real, grad_scale=self._gradient_scale())
+            if r1_step:
+                r1 = losses.r1_penalty(real_logits, real, grad_scale=self._gradient_scale())
                 total = total + (self.r1_gamma / 2) * r1 * self.r1_interval
                 logs["loss/r1"] = r1.detach()
         logs["loss/d"] = main.detach()
@@ -170,8 +192,15 @@ class StyleGANModule(L.LightningModule):
             return losses.wgan_g_loss(fake_logits)
         return losses.logistic_g_loss(fake_logits)
 
+    def _should_log(self) -> bool:
+        """Lightning's own every-``log_every_n_steps`` decision: logging reads tensors back to the
+        host, so the step logs only then and otherwise never waits for the device."""
+        connector = getattr(self.trainer, "_logger_connector", None)
+        return bool(getattr(connector, "should_update_logs", True))
+
     def training_step(self, batch: Tensor, batch_idx: int) -> None:
-        real = batch  # [N, C, R, R] in [-1, 1]
+        # [N, C, R, R] in [-1, 1]; while a resolution fades in, reals are blended like fakes.
+        real = fade_in_reals(batch.contiguous(memory_format=self.memory_format), self.alpha)
         batch_size = real.shape[0]
         opt_g, opt_d = self.optimizers()
 
@@ -187,8 +216,7 @@ class StyleGANModule(L.LightningModule):
             self._d_steps += 1
 
         self.toggle_optimizer(opt_g)
-        fake = self._generate(batch_size, update_w_avg=True)
-        g_loss = self._generator_loss(self._discriminate(fake))
+        g_loss = self._generator_loss(self._discriminate(self._generate(batch_size)))
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(g_loss)
         opt_g.step()
@@ -199,6 +227,8 @@ class StyleGANModule(L.LightningModule):
         self.images_before_step = self.images_seen
         self.images_seen += global_batch
 
+        if not self._should_log():
+            return
         logs["loss/g"] = g_loss.detach()
         self.log_dict(logs, on_step=True, on_epoch=False)
         self.log_dict(
@@ -213,11 +243,7 @@ class StyleGANModule(L.LightningModule):
         )
         # Short names for the progress bar only.
         self.log_dict(
-            {
-                "alpha": float(self.alpha),
-                "d": logs["loss/d"],
-                "g": logs["loss/g"],
-            },
+            {"alpha": float(self.alpha), "d": logs["loss/d"], "g": logs["loss/g"]},
             on_step=True,
             on_epoch=False,
             prog_bar=True,
@@ -236,14 +262,11 @@ class StyleGANModule(L.LightningModule):
         """Move the EMA generator towards G; the decay gives a half-life of N kimg."""
         half_life = self.ema_half_life_kimg * 1000.0
         beta = 0.5 ** (images / half_life) if half_life > 0 else 0.0
-        for ema_param, param in zip(
-            self.generator_ema.parameters(), self.generator.parameters(), strict=True
-        ):
-            ema_param.lerp_(param.detach().to(ema_param.dtype), 1.0 - beta)
-        for ema_buffer, buffer in zip(
-            self.generator_ema.buffers(), self.generator.buffers(), strict=True
-        ):
-            ema_buffer.copy_(buffer)
+        ema_params = list(self.generator_ema.parameters())
+        params = [p.detach() for p in self.generator.parameters()]
+        torch._foreach_lerp_(ema_params, params, 1.0 - beta)  # one fused kernel per dtype
+        # w_avg is G's only buffer that training changes (the const noise maps are fixed).
+        self.generator_ema.w_avg.copy_(self.generator.w_avg)
 
     # ------------------------------------------------------------------ checkpoints
     def progress_state(self) -> dict[str, Any]:

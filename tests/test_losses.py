@@ -72,7 +72,8 @@ def test_penalties_do_not_depend_on_the_fp16_gradient_scale():
         for s in (1.0, 1024.0)
     ]
     assert gp[0].item() == pytest.approx(gp[1].item(), rel=1e-5)
-    r1 = [losses.r1_penalty(critic, real, grad_scale=s) for s in (1.0, 65536.0)]
+    real.requires_grad_(True)
+    r1 = [losses.r1_penalty(critic(real), real, grad_scale=s) for s in (1.0, 65536.0)]
     assert r1[0].item() == pytest.approx(r1[1].item(), rel=1e-5)
 
 
@@ -80,6 +81,9 @@ def test_r1_penalty_is_mean_squared_gradient_norm():
     def critic(x):
         return 0.5 * x.flatten(1).square().sum(1)  # gradient = x
 
-    real = torch.randn(6, 3, 2, 2)
-    expected = real.flatten(1).square().sum(1).mean()
-    assert losses.r1_penalty(critic, real).item() == pytest.approx(expected.item(), rel=1e-5)
+    real = torch.randn(6, 3, 2, 2, requires_grad=True)
+    expected = real.detach().flatten(1).square().sum(1).mean()
+    penalty = losses.r1_penalty(critic(real), real)
+    assert penalty.item() == pytest.approx(expected.item(), rel=1e-5)
+    penalty.backward()  # the graph is kept: R1 trains D
+    assert real.grad is not None

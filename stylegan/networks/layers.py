@@ -40,20 +40,37 @@ def check_alpha(alpha: float) -> float:
     return value
 
 
+def memory_format_of(x: torch.Tensor) -> torch.memory_format:
+    """channels_last if ``x`` is laid out NHWC (and not also NCHW, as 1-channel maps are)."""
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        return torch.channels_last
+    return torch.contiguous_format
+
+
 # ----------------------------------------------------------------------------------------------
 # Resampling.
 
 
 def upsample2d(x: torch.Tensor) -> torch.Tensor:
-    """Nearest-neighbour 2× upsampling: [N, C, H, W] -> [N, C, 2H, 2W] (exact pixel copies)."""
-    N, C, H, W = x.shape
-    x = x.reshape(N, C, H, 1, W, 1).expand(N, C, H, 2, W, 2)
-    return x.reshape(N, C, 2 * H, 2 * W)
+    """Nearest-neighbour 2× upsampling: [N, C, H, W] -> [N, C, 2H, 2W] (exact pixel copies).
+
+    ``F.interpolate`` keeps a channels_last input channels_last (a reshape would not)."""
+    return F.interpolate(x, scale_factor=2, mode="nearest")
 
 
 def downsample2d(x: torch.Tensor) -> torch.Tensor:
     """2×2 average pooling: [N, C, H, W] -> [N, C, H/2, W/2]."""
     return F.avg_pool2d(x, kernel_size=2, stride=2)
+
+
+def fade_in_reals(x: torch.Tensor, alpha: float) -> torch.Tensor:
+    """Reals as D sees them while a resolution fades in (official ``process_reals``):
+    ``lerp(upsample(downsample(x)), x, alpha)``, so reals carry the same blend of the coarse and
+    the new level of detail as the fakes. alpha = 1 returns ``x`` itself. [N, C, H, W]."""
+    if alpha >= 1.0:
+        return x
+    coarse = upsample2d(downsample2d(x))
+    return torch.lerp(coarse, x, float(alpha))
 
 
 class Blur(nn.Module):
@@ -295,4 +312,5 @@ class MinibatchStdDev(nn.Module):
         y = (y.square().mean(dim=0) + NORM_EPS).sqrt()  # [M, n, c, H, W]
         y = y.mean(dim=(2, 3, 4))  # [M, n]
         y = y.to(x.dtype).reshape(N // G, n, 1, 1).repeat(G, 1, H, W)  # [N, n, H, W]
-        return torch.cat([x, y], dim=1)
+        # cat falls back to NCHW when one input is a 1-channel map; restore x's layout (4×4: cheap).
+        return torch.cat([x, y], dim=1).contiguous(memory_format=memory_format_of(x))

@@ -1,0 +1,266 @@
+"""The training step's mechanics: faded reals, channels_last, lazy regularization and its Adam
+correction, R1 on the loss's own D(real) pass, fp32 state under bf16, the EMA update, the
+per-loss lr cap, and the official style-mixing / w_avg behaviour."""
+
+import pytest
+import torch
+from conftest import compose_config
+from torch import nn
+
+from stylegan import losses
+from stylegan.module import StyleGANModule
+from stylegan.networks import Discriminator, Generator
+from stylegan.networks.layers import EqualizedConv2d, fade_in_reals
+from train import build_schedule, train
+
+TINY = dict(channel_base=128, channel_max=16)
+
+
+def official_process_reals(x: torch.Tensor, alpha: float) -> torch.Tensor:
+    """NVlabs/stylegan ``process_reals``' FadeLOD, written as the TF code does it:
+    reshape to 2×2 cells, mean, tile, then ``lerp(x, y, lod - floor(lod))`` with that fraction
+    being ``1 - alpha`` during a fade-in."""
+    N, C, H, W = x.shape
+    y = x.reshape(N, C, H // 2, 2, W // 2, 2).mean(dim=(3, 5), keepdim=True)
+    y = y.expand(N, C, H // 2, 2, W // 2, 2).reshape(N, C, H, W)
+    return x + (y - x) * (1.0 - alpha)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.5, 1.0])
+def test_faded_reals_equal_the_official_formula(alpha):
+    x = torch.randn(4, 3, 16, 16)
+    torch.testing.assert_close(fade_in_reals(x, alpha), official_process_reals(x, alpha))
+
+
+def test_faded_reals_at_alpha_zero_are_the_coarse_level():
+    x = torch.randn(2, 3, 8, 8)
+    coarse = fade_in_reals(x, 0.0)
+    # Every 2×2 cell holds one value: the mean of that cell.
+    cells = coarse.reshape(2, 3, 4, 2, 4, 2)
+    assert torch.equal(cells, cells[:, :, :, :1, :, :1].expand_as(cells))
+    assert fade_in_reals(x, 1.0) is x
+
+
+# ---------------------------------------------------------------------------- channels_last
+def _conv_inputs_layout(module: nn.Module, run) -> list[bool]:
+    """Whether each multi-channel conv input (C > 1, H > 1) was channels_last during ``run``."""
+    seen: list[bool] = []
+
+    def hook(_, args):
+        x = args[0]
+        if x.ndim == 4 and x.shape[1] > 1 and x.shape[2] > 1:
+            seen.append(x.is_contiguous(memory_format=torch.channels_last))
+
+    handles = [
+        m.register_forward_pre_hook(hook)
+        for m in module.modules()
+        if isinstance(m, EqualizedConv2d) or type(m).__name__ == "Blur"
+    ]
+    try:
+        run()
+    finally:
+        for h in handles:
+            h.remove()
+    return seen
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_channels_last_matches_nchw_and_keeps_its_layout_through_g_and_d(dtype):
+    torch.manual_seed(0)
+    G = Generator(resolution=32, z_dim=16, w_dim=16, **TINY)
+    D = Discriminator(resolution=32, **TINY)
+    G_cl = Generator(resolution=32, z_dim=16, w_dim=16, **TINY)
+    D_cl = Discriminator(resolution=32, **TINY)
+    G_cl.load_state_dict(G.state_dict())
+    D_cl.load_state_dict(D.state_dict())
+    G_cl.to(memory_format=torch.channels_last)
+    D_cl.to(memory_format=torch.channels_last)
+    z = torch.randn(4, 16)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+        img = G(z, resolution=32, alpha=0.5, noise_mode="const")
+        img_cl = G_cl(z, resolution=32, alpha=0.5, noise_mode="const")
+        logits = D(img, resolution=32, alpha=0.5)
+        logits_cl = D_cl(img_cl, resolution=32, alpha=0.5)
+        layouts = _conv_inputs_layout(
+            G_cl, lambda: G_cl(z, resolution=32, alpha=0.5, noise_mode="random")
+        )
+        layouts += _conv_inputs_layout(D_cl, lambda: D_cl(img_cl, resolution=32, alpha=0.5))
+    tol = dict(atol=1e-4, rtol=1e-4) if dtype == torch.float32 else dict(atol=0.1, rtol=0.05)
+    torch.testing.assert_close(img_cl.float(), img.float(), **tol)
+    torch.testing.assert_close(logits_cl.float(), logits.float(), **tol)
+    assert img_cl.is_contiguous(memory_format=torch.channels_last)
+    assert layouts and all(layouts), f"{layouts.count(False)} conv inputs fell back to NCHW"
+
+
+# ---------------------------------------------------------------------------- module, no trainer
+def _module(**kwargs) -> StyleGANModule:
+    torch.manual_seed(0)
+    G = Generator(resolution=16, z_dim=16, w_dim=16, **TINY)
+    D = Discriminator(resolution=16, **TINY)
+    return StyleGANModule(generator=G, discriminator=D, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs, ratio",
+    [
+        (dict(loss="wgan_gp", gp_interval=1), 1.0),
+        (dict(loss="wgan_gp", gp_interval=4), 0.8),
+        (dict(loss="bce", r1_gamma=10.0, r1_interval=16), 16 / 17),
+        (dict(loss="bce", r1_gamma=0.0, r1_interval=16), 1.0),  # no R1: nothing is lazy
+    ],
+)
+def test_lazy_regularization_scales_d_adam_lr_and_betas(kwargs, ratio):
+    module = _module(lr=0.002, adam_betas=(0.5, 0.99), **kwargs)
+    opt_g, opt_d = module.configure_optimizers()
+    assert opt_g.param_groups[0]["lr"] == pytest.approx(0.002)
+    assert opt_g.param_groups[0]["betas"] == pytest.approx((0.5, 0.99))
+    assert opt_d.param_groups[0]["lr"] == pytest.approx(0.002 * ratio)
+    assert opt_d.param_groups[0]["betas"] == pytest.approx((0.5**ratio, 0.99**ratio))
+
+
+def test_ema_update_is_the_half_life_lerp_and_copies_only_w_avg():
+    module = _module(ema_half_life_kimg=1.0)
+    G, ema = module.generator, module.generator_ema
+    with torch.no_grad():
+        for p in G.parameters():
+            p.add_(torch.randn_like(p))
+        G.w_avg.normal_()
+        G.synthesis.blocks["8"].epilogue0.noise.noise_const.add_(1.0)
+    before = [p.clone() for p in ema.parameters()]
+    noise_before = ema.synthesis.blocks["8"].epilogue0.noise.noise_const.clone()
+    module.update_ema(500)  # half a half-life: beta = 0.5 ** 0.5
+    beta = 0.5**0.5
+    for b, e, g in zip(before, ema.parameters(), G.parameters(), strict=True):
+        torch.testing.assert_close(e, b * beta + g * (1 - beta))
+    assert torch.equal(ema.w_avg, G.w_avg)
+    assert torch.equal(ema.synthesis.blocks["8"].epilogue0.noise.noise_const, noise_before)
+
+
+def test_every_training_mapping_pass_updates_w_avg_and_mixing_uses_one_crossover(monkeypatch):
+    import stylegan.module as module_file
+
+    module = _module(style_mixing_prob=1.0)
+    module.resolution = 16
+    crossovers = []
+    mix = module_file.mix_styles
+
+    def spy(ws1, ws2, crossover):
+        crossovers.append(crossover)
+        return mix(ws1, ws2, crossover)
+
+    monkeypatch.setattr(module_file, "mix_styles", spy)
+    w_avg = module.generator.w_avg.clone()
+    with torch.no_grad():  # as in the D step
+        fake = module._generate(8)
+    assert fake.shape == (8, 3, 16, 16)
+    assert not torch.equal(module.generator.w_avg, w_avg)
+    # One crossover layer for the whole minibatch, in 1 .. num_ws(16px) - 1, as official.
+    assert len(crossovers) == 1 and isinstance(crossovers[0], int)
+    assert 1 <= crossovers[0] < module.generator.num_ws_at(16)
+
+
+# ---------------------------------------------------------------------------- lr per loss
+@pytest.mark.parametrize("loss, expected", [("wgan_gp", 0.002), ("bce", 0.003)])
+def test_the_lr_table_is_capped_per_loss(loss, expected):
+    cfg = compose_config("train", [f"loss={loss}", "stage=1024px"])
+    schedule = build_schedule(cfg.stage, cfg.training.lr_multiplier, cfg.loss.get("max_lr"))
+    assert schedule.state_at(schedule.total_images).lr == pytest.approx(expected)
+    assert schedule.state_at(0).lr == pytest.approx(0.001)
+
+
+# ---------------------------------------------------------------------------- real short runs
+def _capture_module(monkeypatch) -> dict:
+    import train as train_module
+
+    captured: dict = {}
+    build_module = train_module.build_module
+
+    def capture(cfg, schedule):
+        captured["module"] = build_module(cfg, schedule)
+        return captured["module"]
+
+    monkeypatch.setattr(train_module, "build_module", capture)
+    return captured
+
+
+def test_lazy_gradient_penalty_runs_every_nth_d_step_scaled_by_n(train_config, monkeypatch):
+    calls = []
+    penalty = losses.gradient_penalty
+
+    def spy(*args, **kwargs):
+        value = penalty(*args, **kwargs)
+        calls.append(value.detach())
+        return value
+
+    monkeypatch.setattr(losses, "gradient_penalty", spy)
+    captured = _capture_module(monkeypatch)
+    # 8 steps of 8 images at 8px.
+    cfg = train_config(
+        "stage.total_kimg=0.064", "data.limit=64", "++stage.batch_size.8=8", "loss.gp_interval=4"
+    )
+    train(cfg)
+    module = captured["module"]
+    assert module.images_seen == 64 and module._d_steps == 8
+    assert len(calls) == 2  # D steps 0 and 4
+    _, opt_d = module.trainer.optimizers
+    assert opt_d.param_groups[0]["lr"] == pytest.approx(module.lr * 0.8)
+
+
+def test_r1_reuses_the_d_real_pass(train_config, monkeypatch):
+    captured = _capture_module(monkeypatch)
+    forwards = []
+    cfg = train_config(
+        "stage.total_kimg=0.032", "data.limit=64", "++stage.batch_size.8=16", "loss=bce"
+    )
+    import train as train_module
+
+    build_module = train_module.build_module
+
+    def with_counter(cfg, schedule):
+        module = build_module(cfg, schedule)
+        module.discriminator.register_forward_hook(lambda *_: forwards.append(1))
+        return module
+
+    monkeypatch.setattr(train_module, "build_module", with_counter)
+    r1_values = []
+    r1 = losses.r1_penalty
+
+    def spy(*args, **kwargs):
+        r1_values.append(r1(*args, **kwargs))
+        return r1_values[-1]
+
+    monkeypatch.setattr(losses, "r1_penalty", spy)
+    train(cfg)
+    module = captured["module"]
+    assert module.r1_gamma == 10.0 and module.r1_interval == 1  # the official default
+    steps = module._d_steps
+    assert steps == 2 and len(r1_values) == steps
+    assert all(torch.isfinite(v) and v > 0 for v in r1_values)
+    # Per step: D(real) and D(fake) in the D step (R1 adds no forward), D(fake) in the G step.
+    assert len(forwards) == 3 * steps
+
+
+def test_bf16_keeps_weights_ema_and_adam_state_in_fp32_and_channels_last(train_config, monkeypatch):
+    captured = _capture_module(monkeypatch)
+    logged = []
+    d_loss = StyleGANModule._discriminator_loss
+
+    def spy(self, real, fake):
+        total, logs = d_loss(self, real, fake)
+        logged.append((total.dtype, fake.dtype))
+        return total, logs
+
+    monkeypatch.setattr(StyleGANModule, "_discriminator_loss", spy)
+    train(train_config("stage.total_kimg=0.032", "data.limit=64", "trainer.precision=bf16-mixed"))
+    module = captured["module"]
+    assert all(total == torch.float32 for total, _ in logged)  # the loss is fp32
+    assert any(fake == torch.bfloat16 for _, fake in logged)  # ... of bf16 activations
+    networks = (module.generator, module.discriminator, module.generator_ema)
+    for network in networks:
+        assert all(p.dtype == torch.float32 for p in network.parameters())
+        assert all(torch.isfinite(p).all() for p in network.parameters())
+    for optimizer in module.trainer.optimizers:
+        states = [v for s in optimizer.state.values() for v in s.values() if v.ndim > 0]
+        assert states and all(v.dtype == torch.float32 for v in states)
+    weight = module.discriminator.blocks["8"].conv0.weight
+    assert weight.is_contiguous(memory_format=torch.channels_last)
