@@ -3,6 +3,9 @@
 Examples:
     python fid.py ckpt=outputs/train/<date>/<time>/generator.pt data.root=/data/celeba
     python fid.py ckpt=.../checkpoints/last.ckpt data.root=... num_images=50000 device=cuda
+    # against faces the run never trained on (it ran with data.holdout=1000), with the floor:
+    python fid.py ckpt=... data.root=../shared/celeba data.holdout=1000 data.subset=holdout \
+        num_images=2000
 
 The generator renders at the resolution it was trained to; real images are prepared the same way
 as for training (``conf/data``) and their statistics cached under ``paths.cache_dir``.
@@ -17,11 +20,21 @@ from omegaconf import DictConfig
 from stylegan.checkpoints import load_generator
 from stylegan.cli import resolve_device, run_reporting_user_errors
 from stylegan.errors import ConfigError
-from stylegan.metrics import compute_fid, load_feature_network, real_statistics
+from stylegan.metrics import (
+    compute_fid,
+    feature_statistics,
+    frechet_distance,
+    load_feature_network,
+    real_statistics,
+)
 
 
 def evaluate_fid(cfg: DictConfig) -> dict:
-    """Returns ``{"fid", "num_images", "num_real", "resolution", "feature_network"}``."""
+    """Returns ``{"fid", "floor", "num_images", "num_real", "resolution", "feature_network"}``.
+
+    ``floor`` (with ``data.subset=holdout`` and ``floor=true``, else None) is the FID of as many
+    real training images as generated ones against the same held-out statistics: what a perfect
+    generator would score at these counts."""
     if cfg.num_images < 2:
         raise ConfigError(f"num_images must be >= 2, got {cfg.num_images}")
     num_real = cfg.num_real or cfg.num_images
@@ -58,8 +71,17 @@ def evaluate_fid(cfg: DictConfig) -> dict:
         feature_net=feature_net,
         device=device,
     )
+    floor = None
+    if cfg.floor and datamodule.subset == "holdout":
+        training_reals = instantiate(cfg.data, resolutions=[resolution], subset="train")
+        training_reals.prepare_data()
+        training_reals.setup("fit")
+        batches = training_reals.real_batches(resolution, cfg.num_images, cfg.batch_size)
+        floor_stats = feature_statistics(batches, feature_net, limit=cfg.num_images, device=device)
+        floor = frechet_distance(floor_stats, real)
     return {
         "fid": fid,
+        "floor": floor,
         "num_images": int(cfg.num_images),
         "num_real": int(real.n),
         "resolution": resolution,
@@ -70,9 +92,11 @@ def evaluate_fid(cfg: DictConfig) -> dict:
 @hydra.main(version_base="1.3", config_path="conf", config_name="fid")
 def main(cfg: DictConfig) -> float:
     result = run_reporting_user_errors(lambda: evaluate_fid(cfg))
+    floor = result["floor"]
+    floor_text = f"; real-vs-real floor {floor:.3f}" if floor is not None else ""
     print(
         f"FID {result['fid']:.3f}  ({result['num_images']} generated vs {result['num_real']} real "
-        f"images at {result['resolution']}px, {result['feature_network']})"
+        f"images at {result['resolution']}px, {result['feature_network']}{floor_text})"
     )
     return result["fid"]
 

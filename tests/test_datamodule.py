@@ -91,6 +91,38 @@ def test_require_attribute_keeps_only_such_images(make_dm, celeba_root):
     assert all(table[f][column] == "1" for f in dm.prepared.files)
 
 
+def test_holdout_splits_the_selection_into_disjoint_train_and_held_out_images(make_dm):
+    everything = make_dm(limit=None, resolutions=[8], prepare=False).select_files()
+    train = make_dm(limit=None, holdout=1000, resolutions=[8], prepare=False).select_files()
+    held = make_dm(limit=None, holdout=1000, subset="holdout", resolutions=[8], prepare=False)
+    held = held.select_files()
+    assert len(held) == 1000 and held == everything[-1000:]
+    assert train == everything[:-1000]
+    assert not set(train) & set(held)
+    # limit then takes the first N of the training part; the held-out images stay out.
+    limited = make_dm(limit=100, holdout=1000, resolutions=[8], prepare=False).select_files()
+    assert limited == everything[:100]
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(subset="holdout"), "needs data.holdout"),
+        (dict(holdout=-1), "data.holdout must be >= 0"),
+        (dict(subset="test"), "data.subset train or holdout"),
+    ],
+)
+def test_bad_holdout_settings_are_one_line_errors(make_dm, kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        make_dm(prepare=False, **kwargs)
+
+
+def test_a_holdout_larger_than_the_data_is_refused(make_dm):
+    dm = make_dm(prepare=False, limit=None, holdout=10**6)
+    with pytest.raises(DataError, match="leaves no training images"):
+        dm.select_files()
+
+
 def test_unknown_attribute_names_the_valid_ones(make_dm):
     with pytest.raises(ConfigError, match=r"unknown CelebA attribute .Sunglasses.*Eyeglasses"):
         make_dm(exclude_attributes=["Sunglasses"])

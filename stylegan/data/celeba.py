@@ -141,11 +141,16 @@ class CelebADataModule(L.LightningDataModule):
         cache_dir: str = ".cache/data",  # where prepared images go
         num_workers: int = 2,  # loader processes, and threads while preparing
         limit: int | None = None,  # only the first N selected images (quick runs, tests)
+        holdout: int = 0,  # the last N selected images are held out of training (for FID)
+        subset: str = "train",  # "train": all but the held-out | "holdout": only the held-out
         seed: int = 0,  # shuffling and flips (with the epoch)
     ) -> None:
         """``split`` needs ``root/list_eval_partition.txt`` (CelebA layout): without that file, or
         with ``layout="folder"``, it is ignored and every image is used. Attribute filters need
-        ``root/list_attr_celeba.txt``. Filters apply in the order split, attributes, ``limit``."""
+        ``root/list_attr_celeba.txt``. Filters apply in the order split, attributes, holdout,
+        ``limit``: ``holdout=1000`` trains on all but the last 1000 images, and the same config
+        with ``subset="holdout"`` (``fid.py``) selects exactly those 1000, so FID measures faces
+        the run never saw."""
         super().__init__()
         if layout not in ("celeba", "folder"):
             raise ConfigError(f"data.layout must be celeba or folder, got {layout!r}")
@@ -155,6 +160,13 @@ class CelebADataModule(L.LightningDataModule):
             raise ConfigError("data.crop_size must be in (0, 1] and data.crop_center_y in (0, 1)")
         if not 0 <= hflip_p <= 1:
             raise ConfigError(f"data.hflip_p must be in [0, 1], got {hflip_p}")
+        if holdout < 0 or subset not in ("train", "holdout"):
+            raise ConfigError(
+                f"data.holdout must be >= 0 and data.subset train or holdout, got {holdout}, "
+                f"{subset!r}"
+            )
+        if subset == "holdout" and holdout == 0:
+            raise ConfigError("data.subset=holdout needs data.holdout=N (the images held out)")
         if limit is not None and limit < 1:
             raise ConfigError(
                 f"data.limit must be a positive number of images or null, got {limit}"
@@ -170,6 +182,8 @@ class CelebADataModule(L.LightningDataModule):
         self.cache_dir = Path(cache_dir)
         self.num_workers = num_workers
         self.limit = limit
+        self.holdout = holdout
+        self.subset = subset
         self.seed = seed
         self.resolution: int | None = None  # what train_dataloader() serves next
         self.batch_size: int | None = None  # per device
@@ -207,7 +221,18 @@ class CelebADataModule(L.LightningDataModule):
                 f"no images in {folder} are left after data.split={self.split} and the attribute "
                 "filters; relax data.exclude_attributes / data.require_attributes"
             )
+        files = self._filter_holdout(files)
         return files[: self.limit] if self.limit else files
+
+    def _filter_holdout(self, files: list[str]) -> list[str]:
+        if not self.holdout:
+            return files
+        if self.holdout >= len(files):
+            raise DataError(
+                f"data.holdout={self.holdout} leaves no training images of the {len(files)} "
+                "selected; lower it"
+            )
+        return files[-self.holdout :] if self.subset == "holdout" else files[: -self.holdout]
 
     def _filter_split(self, files: list[str]) -> list[str]:
         partition = self.root / "list_eval_partition.txt"
