@@ -60,6 +60,38 @@ def test_fid_callback_logs_fid_and_saves_best_checkpoint(train_config, tmp_path)
     assert (tmp_path / "checkpoints" / "best.ckpt").is_file()
 
 
+def test_fid_callback_measures_against_the_held_out_images(train_config, monkeypatch):
+    from stylegan.data import CelebADataModule
+
+    served = []
+    real_batches = CelebADataModule.real_batches
+
+    def spy(self, resolution, count, batch_size, seed=0):
+        served.append(set(self.prepared.files))
+        return real_batches(self, resolution, count, batch_size, seed)
+
+    monkeypatch.setattr(CelebADataModule, "real_batches", spy)
+    training_files = []
+    setup = CelebADataModule.setup
+
+    def remember(self, stage=None):
+        setup(self, stage)
+        if self.subset == "train":
+            training_files.append(set(self._prepared.files))
+
+    monkeypatch.setattr(CelebADataModule, "setup", remember)
+    cfg = train_config(
+        "stage.total_kimg=0.064",
+        "data.holdout=100",  # the last 100 of the sample; the smoke run trains on the first 512
+        "callbacks.fid.at_train_end=true",
+        *FAST_FID,
+    )
+    assert train(cfg) is not None
+    assert served and training_files
+    held_out = served[0]
+    assert len(held_out) == 100 and not held_out & training_files[0]
+
+
 def test_fid_callback_turns_itself_off_without_a_feature_network(train_config, tmp_path):
     cfg = train_config(
         "stage.total_kimg=0.1",

@@ -1,6 +1,7 @@
 """FID during training: every ``every_kimg`` and at the end, on the EMA generator (psi = 1).
 
-Real statistics come from the data module's images at the current resolution and are cached on
+Real statistics come from the data module's images at the current resolution (its held-out images
+when ``data.holdout`` is set) and are cached on
 disk per (dataset fingerprint, crop, resolution, count, feature network) by
 :mod:`stylegan.metrics.fid`, so each evaluation only pays for the generated side. Logs
 ``metrics/fid`` and ``metrics/fid_best`` (the FID curve) and writes ``best.ckpt`` whenever the FID
@@ -82,8 +83,10 @@ class FIDCallback(L.Callback):
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
     def evaluate(self, trainer: L.Trainer, pl_module: Any, *, log: bool = True) -> float:
-        """FID at the module's current resolution/alpha; collective under DDP."""
+        """FID at the module's current resolution/alpha; collective under DDP. With
+        ``data.holdout`` the reference is the held-out images, which the run never trains on."""
         datamodule = trainer.datamodule
+        datamodule = getattr(datamodule, "held_out", lambda: None)() or datamodule
         resolution, alpha = pl_module.resolution, pl_module.alpha
         device = pl_module.device
         real = real_statistics(

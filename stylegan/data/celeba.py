@@ -15,6 +15,7 @@ stream). Order and flips are a pure function of (``seed``, epoch, draw), so a ru
 however many loader workers there are.
 """
 
+import copy
 import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -284,6 +285,16 @@ class CelebADataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         self._prepared = self._prepare(self.resolutions)  # a cache hit after prepare_data
+
+    def held_out(self) -> "CelebADataModule | None":
+        """The held-out images (``holdout`` > 0) as a data module of their own, for FID against
+        faces the run never trained on; None without a holdout."""
+        if not self.holdout or self.subset == "holdout":
+            return None
+        other = copy.copy(self)
+        other.subset = "holdout"
+        other._prepared = None
+        return other
 
     @property
     def prepared(self) -> PreparedImages:
