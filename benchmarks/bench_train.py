@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import statistics
 import sys
 import tempfile
@@ -38,8 +39,9 @@ sys.path.insert(0, str(ROOT))
 from stylegan.callbacks import AtomicCheckpointIO  # noqa: E402
 from train import build_callbacks, build_module, build_schedule  # noqa: E402
 
-# Figures only: Lightning's banners and warnings would bury the table.
+# Figures only: Lightning's banners, warnings and the cache's progress bars would bury the table.
 warnings.filterwarnings("ignore")
+os.environ.setdefault("TQDM_DISABLE", "1")
 for name in ("lightning.pytorch", "lightning.fabric"):
     logging.getLogger(name).setLevel(logging.ERROR)
 
@@ -83,7 +85,9 @@ class FlopCount(TorchDispatchMode):
 
 
 class StepTimer(L.Callback):
-    """Times ``warmup + steps`` batches, then counts FLOPs of one and profiles one, then stops."""
+    """Times ``steps`` batches after ``warmup``, counts the FLOPs of the next ``steps`` (so lazy
+    penalties are averaged over the same mix of steps: make ``steps`` a multiple of the
+    interval), optionally profiles one more, then stops training."""
 
     def __init__(self, *, warmup: int, steps: int, profile: bool) -> None:
         self.warmup, self.steps, self.profile = warmup, steps, profile
@@ -94,11 +98,12 @@ class StepTimer(L.Callback):
         self._mode = None
 
     def _role(self) -> str:
-        if self._index < self.warmup:
+        position = self._index - self.warmup
+        if position < 0:
             return "warmup"
-        if self._index < self.warmup + self.steps:
+        if position < self.steps:
             return "timed"
-        if self._index == self.warmup + self.steps:
+        if position < 2 * self.steps:
             return "flops"
         return "profile"
 
@@ -119,15 +124,14 @@ class StepTimer(L.Callback):
             self.times.append(elapsed)
         elif role == "flops":
             self._mode.__exit__(None, None, None)
-            self.flops = self._mode.total
+            self.flops += self._mode.total / self.steps  # mean FLOPs per step
         elif role == "profile":
             self._mode.__exit__(None, None, None)
             self.table = self._mode.key_averages().table(
                 sort_by="self_cpu_time_total", row_limit=12
             )
         self._index += 1
-        last = self.warmup + self.steps + (2 if self.profile else 1)
-        if self._index >= last:
+        if self._index >= self.warmup + 2 * self.steps + (1 if self.profile else 0):
             trainer.should_stop = True
 
 
@@ -174,7 +178,7 @@ def run_row(args, widths: str, resolution: int, precision: str, memory_format: s
         plugins=[AtomicCheckpointIO()],
     )
     trainer.fit(module, datamodule=datamodule)
-    step = statistics.median(timer.times)
+    step = statistics.mean(timer.times)
     return batch, step, timer.flops, timer.table
 
 
@@ -185,7 +189,9 @@ def main() -> None:
     parser.add_argument("--precisions", nargs="+", default=["32-true", "bf16-mixed"])
     parser.add_argument("--memory-formats", nargs="+", default=list(MEMORY_FORMATS))
     parser.add_argument("--batch", type=int, default=0, help="0 = the per-resolution table")
-    parser.add_argument("--steps", type=int, default=3, help="timed steps (the median is shown)")
+    parser.add_argument(
+        "--steps", type=int, default=4, help="timed steps, averaged (a multiple of lazy intervals)"
+    )
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--profile", action="store_true", help="print each row's top ops")
     parser.add_argument("--data-root", default=str(ROOT.parent / "shared" / "celeba"))
