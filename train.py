@@ -101,8 +101,11 @@ def train(cfg: DictConfig) -> float | None:
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-    # The final FID (at the end of training) is what a sweep minimizes.
+    # The final FID (at the end of training) is what a sweep minimizes; the run's last line.
     metric = trainer.callback_metrics.get("metrics/fid")
+    summaries = [cb.summary for cb in trainer.callbacks if getattr(cb, "summary", None)]
+    if summaries and trainer.is_global_zero:
+        print(summaries[-1], flush=True)
     return float(metric) if metric is not None else None
 
 

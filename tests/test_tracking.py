@@ -60,7 +60,7 @@ def test_fid_callback_logs_fid_and_saves_best_checkpoint(train_config, tmp_path)
     assert (tmp_path / "checkpoints" / "best.ckpt").is_file()
 
 
-def test_fid_callback_measures_against_the_held_out_images(train_config, monkeypatch):
+def test_fid_callback_measures_against_the_held_out_images(train_config, monkeypatch, capsys):
     from stylegan.data import CelebADataModule
 
     served = []
@@ -86,10 +86,14 @@ def test_fid_callback_measures_against_the_held_out_images(train_config, monkeyp
         "callbacks.fid.at_train_end=true",
         *FAST_FID,
     )
-    assert train(cfg) is not None
+    fid = train(cfg)
+    assert fid is not None
     assert served and training_files
     held_out = served[0]
     assert len(held_out) == 100 and not held_out & training_files[0]
+    # The run's last line is the FID it reached, and against what.
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last == (f"FID {fid:.2f} at 0.1 kimg (8px): 32 generated vs 32 held-out real images")
 
 
 def test_fid_callback_turns_itself_off_without_a_feature_network(train_config, tmp_path):

@@ -52,6 +52,7 @@ class FIDCallback(L.Callback):
         self.enabled = self.every_images > 0 or at_train_end
         self.best = float("inf")
         self.history: list[tuple[int, float]] = []  # (images seen, fid)
+        self.summary: str | None = None  # one line describing the latest evaluation
         self._net: torch.nn.Module | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -85,8 +86,8 @@ class FIDCallback(L.Callback):
     def evaluate(self, trainer: L.Trainer, pl_module: Any, *, log: bool = True) -> float:
         """FID at the module's current resolution/alpha; collective under DDP. With
         ``data.holdout`` the reference is the held-out images, which the run never trains on."""
-        datamodule = trainer.datamodule
-        datamodule = getattr(datamodule, "held_out", lambda: None)() or datamodule
+        held_out = getattr(trainer.datamodule, "held_out", lambda: None)()
+        datamodule = held_out or trainer.datamodule
         resolution, alpha = pl_module.resolution, pl_module.alpha
         device = pl_module.device
         real = real_statistics(
@@ -118,6 +119,11 @@ class FIDCallback(L.Callback):
             device=device,
         )
         self.history.append((pl_module.images_seen, fid))
+        self.summary = (
+            f"FID {fid:.2f} at {pl_module.images_seen / 1000:.1f} kimg ({resolution}px): "
+            f"{self.num_images} generated vs {real.n} {'held-out' if held_out else 'training'} "
+            "real images"
+        )
         improved = fid < self.best
         self.best = min(self.best, fid)
         if log:
