@@ -23,7 +23,10 @@ from stylegan.callbacks import AtomicCheckpointIO, ProgressiveGrowing
 from stylegan.cli import run_reporting_user_errors
 from stylegan.errors import ConfigError, UserError
 from stylegan.module import StyleGANModule
+from stylegan.precision import register_resolvers
 from stylegan.schedule import ProgressiveSchedule
+
+register_resolvers()  # ${best_cpu_precision:} in conf/trainer/cpu.yaml
 
 # Lightning's throughput monitor asks for a FLOPs count; images/s is what we log.
 warnings.filterwarnings("ignore", message=".*flops_per_batch.*")

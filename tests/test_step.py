@@ -264,3 +264,29 @@ def test_bf16_keeps_weights_ema_and_adam_state_in_fp32_and_channels_last(train_c
         assert states and all(v.dtype == torch.float32 for v in states)
     weight = module.discriminator.blocks["8"].conv0.weight
     assert weight.is_contiguous(memory_format=torch.channels_last)
+
+
+# ---------------------------------------------------------------------------- CPU precision
+@pytest.mark.parametrize("native, expected", [(True, "bf16-mixed"), (False, "32-true")])
+def test_trainer_cpu_picks_bf16_only_where_the_cpu_has_it(monkeypatch, caplog, native, expected):
+    from stylegan import precision
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native)
+    cfg = compose_config("train", ["trainer=cpu"])
+    with caplog.at_level("WARNING", logger="stylegan.precision"):
+        assert cfg.trainer.precision == expected
+    fallback = [r.getMessage() for r in caplog.records if "no native bf16" in r.getMessage()]
+    assert len(fallback) == (0 if native else 1)
+    # An explicit choice wins over the detection.
+    cfg = compose_config("train", ["trainer=cpu", "trainer.precision=32-true"])
+    assert cfg.trainer.precision == "32-true"
+
+
+def test_this_machines_cpu_detection_agrees_with_its_cpu_flags():
+    from pathlib import Path
+
+    from stylegan.precision import cpu_has_native_bf16
+
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    has_flag = any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
+    assert cpu_has_native_bf16() == has_flag
