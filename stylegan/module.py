@@ -44,6 +44,7 @@ class StyleGANModule(L.LightningModule):
         n_critic: int = 1,  # D updates per G update
         style_mixing_prob: float = 0.9,  # probability of a mixed sample; 0 = no mixing
         ema_half_life_kimg: float = 10.0,  # generator EMA half-life; 0 = EMA equals G
+        ema_rampup: float | None = None,  # half-life <= this x images seen (ADA: 0.05); None = off
         adam_betas: tuple[float, float] = (0.0, 0.99),
         adam_eps: float = 1e-8,
         lr: float = 0.001,  # initial lr; the progressive callback sets it per resolution
@@ -85,6 +86,7 @@ class StyleGANModule(L.LightningModule):
         self.n_critic = n_critic
         self.style_mixing_prob = style_mixing_prob
         self.ema_half_life_kimg = ema_half_life_kimg
+        self.ema_rampup = ema_rampup
         self.adam_betas = tuple(float(b) for b in adam_betas)  # torch refuses an int 0
         self.adam_eps = adam_eps
         self.lr = lr
@@ -259,8 +261,13 @@ class StyleGANModule(L.LightningModule):
     # ------------------------------------------------------------------ EMA
     @torch.no_grad()
     def update_ema(self, images: int) -> None:
-        """Move the EMA generator towards G; the decay gives a half-life of N kimg."""
+        """Move the EMA generator towards G; the decay gives a half-life of N kimg.
+
+        With ``ema_rampup`` (StyleGAN2-ADA) the half-life is at most that fraction of the images
+        seen, so early in a short run the EMA follows G instead of averaging in the random init."""
         half_life = self.ema_half_life_kimg * 1000.0
+        if self.ema_rampup is not None:
+            half_life = min(half_life, (self.images_seen + images) * self.ema_rampup)
         beta = 0.5 ** (images / half_life) if half_life > 0 else 0.0
         ema_params = list(self.generator_ema.parameters())
         params = [p.detach() for p in self.generator.parameters()]

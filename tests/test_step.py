@@ -136,6 +136,20 @@ def test_ema_update_is_the_half_life_lerp_and_copies_only_w_avg():
     assert torch.equal(ema.synthesis.blocks["8"].epilogue0.noise.noise_const, noise_before)
 
 
+def test_ema_rampup_caps_the_half_life_by_the_images_seen():
+    module = _module(ema_half_life_kimg=10.0, ema_rampup=0.05)
+    G, ema = module.generator, module.generator_ema
+    with torch.no_grad():
+        for p in G.parameters():
+            p.add_(1.0)
+    before = [p.clone() for p in ema.parameters()]
+    module.images_seen = 1000 - 32  # after this batch: 1000 images, half-life 50 images
+    module.update_ema(32)
+    beta = 0.5 ** (32 / 50)
+    for b, e, g in zip(before, ema.parameters(), G.parameters(), strict=True):
+        torch.testing.assert_close(e, b * beta + g * (1 - beta))
+
+
 def test_every_training_mapping_pass_updates_w_avg_and_mixing_uses_one_crossover(monkeypatch):
     import stylegan.module as module_file
 
