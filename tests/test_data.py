@@ -7,6 +7,7 @@ lazy, deterministic and sharded by rank (also under Lightning DDP), the Hydra da
 instantiate, and the real-image subset for FID.
 """
 
+import itertools
 import json
 import os
 import shutil
@@ -37,13 +38,25 @@ def _copy_images(celeba_root, folder, count):
     return names
 
 
+def _mean_2x2(image):
+    """The official dataset tool's level below: each pixel the rounded mean of a 2×2 block."""
+    c, h, w = image.shape
+    blocks = image.astype(np.float64).reshape(c, h // 2, 2, w // 2, 2)
+    return np.rint(blocks.mean(axis=(2, 4))).astype(np.uint8)
+
+
 def _expected(path, crop, resolution):
-    """What the cache should hold for ``path``: a manual PIL crop + Lanczos resize, CHW."""
+    """What the cache should hold for ``path``: a manual PIL crop, a Lanczos resize to the largest
+    power of two the crop holds, then 2×2 means down to ``resolution``; CHW."""
     with Image.open(path) as image:
         rgb = image.convert("RGB")
-    box = crop.box(*rgb.size)
-    out = rgb.crop(box).resize((resolution, resolution), Image.Resampling.LANCZOS)
-    return np.asarray(out).transpose(2, 0, 1)
+    cropped = rgb.crop(crop.box(*rgb.size))
+    base = 2 ** int(np.log2(min(cropped.size)))
+    out = cropped.resize((base, base), Image.Resampling.LANCZOS)
+    level = np.asarray(out).transpose(2, 0, 1)
+    while level.shape[-1] > resolution:
+        level = _mean_2x2(level)
+    return level
 
 
 # ----------------------------------------------------------------------------- the cache
@@ -152,6 +165,33 @@ def test_no_readable_image_is_a_one_line_error(tmp_path):
     with pytest.raises(DataError, match=r"none of the 1 images .* could be read") as error:
         build_cache(["a.jpg"], root=folder, resolutions=[8], crop=Crop(), cache_dir=tmp_path)
     assert "\n" not in str(error.value)
+
+
+def test_each_cached_resolution_is_the_2x2_mean_of_the_one_above(celeba_root, tmp_path):
+    """Official dataset tool: level r/2 is the box average of level r, so the reals match D's
+    average-pool skip path and the fade-in; the top level is a Lanczos resize of the crop."""
+    folder = tmp_path / "images"
+    names = _copy_images(celeba_root, folder, 6)
+    resolutions = [4, 8, 16, 32, 64]
+    prepared = build_cache(
+        names,
+        root=folder,
+        resolutions=resolutions,
+        crop=Crop(),
+        cache_dir=tmp_path / "c",
+        progress=False,
+    )
+    for low, high in itertools.pairwise(resolutions):
+        assert np.array_equal(
+            prepared.array(low), np.stack([_mean_2x2(x) for x in prepared.array(high)])
+        )
+    # 89-px-wide frames: the crop is 64 px, so 64 px is the Lanczos base level itself.
+    for row, name in enumerate(names):
+        assert np.array_equal(prepared.array(64)[row], _expected(folder / name, Crop(), 64))
+    # Above the base (the crop holds no more detail), a Lanczos resize of the crop.
+    up = cache_module.resize_pyramid(Image.new("RGB", (40, 40), (10, 200, 30)), [64, 32, 16])
+    assert {r: a.shape for r, a in up.items()} == {r: (3, r, r) for r in (64, 32, 16)}
+    assert np.array_equal(up[16], _mean_2x2(up[32]))
 
 
 def test_crop_stays_inside_any_frame():

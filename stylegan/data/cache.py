@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from stylegan.errors import UserError
 
-RESIZE_METHOD = "pil-exif-lanczos-v2"  # part of the key: change it when the decode/resize changes
+RESIZE_METHOD = "pil-exif-lanczos-box-v3"  # part of the key: change it when decode/resize changes
 MANIFEST = "manifest.json"
 log = logging.getLogger(__name__)
 
@@ -87,11 +87,39 @@ def load_resized(
     except Exception as error:  # PIL raises OSError, SyntaxError, ValueError, EOFError, ...
         return f"{type(error).__name__}: {error}".splitlines()[0]
     cropped = rgb.crop(crop.box(*rgb.size))
-    images = {
-        r: np.asarray(cropped.resize((r, r), Image.Resampling.LANCZOS)).transpose(2, 0, 1)
-        for r in resolutions
-    }
-    return images, cropped.width
+    return resize_pyramid(cropped, resolutions), cropped.width
+
+
+def box_downsample(image: np.ndarray) -> np.ndarray:
+    """uint8 ``[C, R, R]`` -> ``[C, R/2, R/2]``: each pixel the rounded mean of a 2×2 block."""
+    x = image.astype(np.float32)
+    total = x[:, 0::2, 0::2] + x[:, 0::2, 1::2] + x[:, 1::2, 0::2] + x[:, 1::2, 1::2]
+    return np.rint(total * 0.25).clip(0, 255).astype(np.uint8)
+
+
+def resize_pyramid(cropped: Image.Image, resolutions: Sequence[int]) -> dict[int, np.ndarray]:
+    """uint8 ``[3, R, R]`` per resolution, built as the official dataset tool builds its levels.
+
+    The base level is a Lanczos resize of the crop to the largest power of two the crop holds;
+    every lower power of two is the 2×2 box average of the level above, which is what D's
+    average-pool skip path and the fade-in of reals compute, so a level never carries detail that
+    the one above it lacks. (The official tool chains the averages in float and rounds each level;
+    chaining the rounded levels differs by at most one grey level.) Resolutions above the base
+    (a crop smaller than the resolution) are Lanczos resizes of the crop.
+    """
+
+    def lanczos(r: int) -> np.ndarray:
+        return np.asarray(cropped.resize((r, r), Image.Resampling.LANCZOS)).transpose(2, 0, 1)
+
+    base = 1 << max(2, min(cropped.size).bit_length() - 1)
+    images = {r: lanczos(r) for r in resolutions if r > base or r & (r - 1)}
+    chained = sorted((r for r in resolutions if r not in images), reverse=True)
+    level, r = (lanczos(base), base) if chained else (None, 0)
+    for wanted in chained:
+        while r > wanted:
+            level, r = box_downsample(level), r // 2
+        images[wanted] = np.ascontiguousarray(level)
+    return images
 
 
 class PreparedImages:
