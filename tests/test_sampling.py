@@ -180,7 +180,7 @@ def test_same_seed_same_png_bytes_and_n1_equals_first_of_n4(files, tmp_path):
 
 def test_faces_grid_keeps_only_grid_max_images(files, tmp_path):
     paths = run_sample(files["export"], tmp_path, "n=20", "grid_max=4", "psi=0.5", "noise=fixed")
-    assert [p.name for p in paths] == ["faces_seed0_n20_psi0.5_noise-const.png"]
+    assert [p.name for p in paths] == ["faces_seed0_n20_psi0.5_cutoff8_noise-const.png"]
     assert png(paths[0]).shape[:2] == (2 * (RES + PAD) + PAD, 2 * (RES + PAD) + PAD)
 
 
@@ -218,8 +218,19 @@ def test_per_layer_psi_and_cutoff(gen):
 
 def test_truncation_figure_file(files, tmp_path):
     (path,) = run_sample(files["export"], tmp_path, "figure=truncation", "truncation.seeds=[0,1]")
-    assert path.name == "truncation_seeds0-1_psi-1..1.png"
+    assert path.name == "truncation_seeds0-1_psi-1..1_cutoff8.png"
     assert png(path).shape[:2] == (2 * (RES + PAD) + PAD, 9 * (RES + PAD) + PAD)
+    # The paper's figures truncate the coarse layers only (cutoff 8); cutoff=null truncates all.
+    (every,) = run_sample(
+        files["export"],
+        tmp_path / "all",
+        "figure=truncation",
+        "truncation.seeds=[0,1]",
+        "cutoff=null",
+    )
+    assert every.name == "truncation_seeds0-1_psi-1..1.png"
+    # (This generator has fewer than 8 layers, so both truncate every layer: same pixels.)
+    assert np.array_equal(png(path), png(every))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -507,7 +518,7 @@ def test_cli_writes_every_figure(cli_runs):
     assert names == sorted(
         [
             "faces_seed0_n4_psi1.png",
-            "truncation_seeds0-1_psi-1..1.png",
+            "truncation_seeds0-1_psi-1..1_cutoff8.png",
             "mixing_coarse.png",
             "noise_draws_seed0.png",
             "noise_std_seed0.png",
