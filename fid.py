@@ -1,7 +1,9 @@
-"""FID of a trained generator against real images, printed on one line.
+"""FID of a trained generator against real images, printed on one line, then one line per other
+metric of the ``metrics`` group (default ``fid_kid``: KID ± its std over subsets).
 
 Examples:
     python fid.py ckpt=outputs/train/<date>/<time>/generator.pt data.root=/data/celeba
+    python fid.py ckpt=... data.root=... metrics=all metrics.ppl.weights_path=~/vgg16-397923af.pth
     python fid.py ckpt=.../checkpoints/last.ckpt data.root=... num_images=50000 device=cuda
     # against faces the run never trained on (it ran with data.holdout=1000), with the floor:
     python fid.py ckpt=... data.root=../shared/celeba data.holdout=1000 data.subset=holdout \
@@ -20,17 +22,21 @@ from omegaconf import DictConfig
 from stylegan.checkpoints import load_generator
 from stylegan.cli import resolve_device, run_reporting_user_errors
 from stylegan.errors import ConfigError
-from stylegan.metrics import (
-    compute_fid,
-    feature_statistics,
-    frechet_distance,
-    load_feature_network,
-    real_statistics,
+from stylegan.metrics import feature_statistics, frechet_distance, load_feature_network
+from stylegan.metrics.ppl import load_lpips
+from stylegan.metrics.suite import (
+    MetricChoice,
+    feature_metrics,
+    format_results,
+    ppl_metrics,
+    real_reference,
 )
 
 
 def evaluate_fid(cfg: DictConfig) -> dict:
-    """Returns ``{"fid", "floor", "num_images", "num_real", "resolution", "feature_network"}``.
+    """Returns ``{"fid", "floor", "num_images", "num_real", "resolution", "feature_network"}``
+    and the keys of the other chosen metrics (``kid``, ``kid_std``, ``precision``, ``recall``,
+    ``ppl_w_end``, ...; see :func:`stylegan.metrics.suite.feature_metrics`).
 
     ``floor`` (with ``data.subset=holdout`` and ``floor=true``, else None) is the FID of as many
     real training images as generated ones against the same held-out statistics: what a perfect
@@ -38,7 +44,10 @@ def evaluate_fid(cfg: DictConfig) -> dict:
     if cfg.num_images < 2:
         raise ConfigError(f"num_images must be >= 2, got {cfg.num_images}")
     num_real = cfg.num_real or cfg.num_images
+    choice = MetricChoice.from_config(cfg.get("metrics"))
     device = resolve_device(cfg.device)
+    # PPL's LPIPS weights are checked first: a missing file fails in a second, not after FID.
+    lpips = load_lpips(choice.ppl.get("weights_path"), device=device) if choice.ppl else None
     generator, info = load_generator(cfg.ckpt, device=device)
     resolution = int(info["resolution"])
     datamodule = instantiate(cfg.data, resolutions=[resolution])
@@ -47,30 +56,37 @@ def evaluate_fid(cfg: DictConfig) -> dict:
     feature_net = load_feature_network(
         cfg.feature_network, weights_path=cfg.weights_path, device=device
     )
-    real = real_statistics(
-        lambda batch_size: datamodule.real_batches(resolution, num_real, batch_size),
-        key=["fid-real", datamodule.fingerprint, f"{resolution}px"],
-        count=num_real,
-        feature_name=cfg.feature_network,
-        cache_dir=f"{cfg.paths.cache_dir}/fid",
-        batch_size=cfg.batch_size,
-        device=device,
-        feature_net=feature_net,
-    )
     gen = torch.Generator().manual_seed(cfg.seed)
 
     def generate(batch_size: int) -> torch.Tensor:
         z = torch.randn(batch_size, generator.z_dim, generator=gen).to(device)
         return generator(z, resolution=resolution, truncation_psi=cfg.truncation_psi)
 
-    fid = compute_fid(
-        generate,
-        real,
-        num_images=cfg.num_images,
-        batch_size=cfg.batch_size,
+    reference = real_reference(
+        lambda batch_size: datamodule.real_batches(resolution, num_real, batch_size),
+        choice=choice,
+        key=["fid-real", datamodule.fingerprint, f"{resolution}px"],
+        count=num_real,
+        feature_name=cfg.feature_network,
         feature_net=feature_net,
+        cache_dir=f"{cfg.paths.cache_dir}/fid",
+        batch_size=cfg.batch_size,
         device=device,
     )
+    result = feature_metrics(
+        generate,
+        reference,
+        choice=choice,
+        num_images=cfg.num_images,
+        feature_net=feature_net,
+        batch_size=cfg.batch_size,
+        device=device,
+    )
+    if lpips is not None:
+        with torch.no_grad():
+            result.update(
+                ppl_metrics(generator, lpips, choice=choice, seed=cfg.seed, device=device)
+            )
     floor = None
     if cfg.floor and datamodule.subset == "holdout":
         training_reals = instantiate(cfg.data, resolutions=[resolution], subset="train")
@@ -78,12 +94,12 @@ def evaluate_fid(cfg: DictConfig) -> dict:
         training_reals.setup("fit")
         batches = training_reals.real_batches(resolution, cfg.num_images, cfg.batch_size)
         floor_stats = feature_statistics(batches, feature_net, limit=cfg.num_images, device=device)
-        floor = frechet_distance(floor_stats, real)
+        floor = frechet_distance(floor_stats, reference.stats)
     return {
-        "fid": fid,
+        **result,
         "floor": floor,
         "num_images": int(cfg.num_images),
-        "num_real": int(real.n),
+        "num_real": int(result["num_real"]),
         "resolution": resolution,
         "feature_network": cfg.feature_network,
     }
@@ -98,6 +114,8 @@ def main(cfg: DictConfig) -> float:
         f"FID {result['fid']:.3f}  ({result['num_images']} generated vs {result['num_real']} real "
         f"images at {result['resolution']}px, {result['feature_network']}{floor_text})"
     )
+    for line in format_results(result):
+        print(line)
     return result["fid"]
 
 

@@ -1,4 +1,5 @@
-"""FID during training: every ``every_kimg`` and at the end, on the EMA generator (psi = 1).
+"""FID (and the other chosen metrics) during training: every ``every_kimg`` and at the end, on
+the EMA generator (psi = 1).
 
 Real statistics come from the data module's images at the current resolution (its held-out images
 when ``data.holdout`` is set) and are cached on
@@ -7,6 +8,11 @@ disk per (dataset fingerprint, crop, resolution, count, feature network) by
 ``metrics/fid`` and ``metrics/fid_best`` (the FID curve) and writes ``best.ckpt`` whenever the FID
 improves. Without a usable feature network (offline, no local weights) it says so once and turns
 itself off instead of failing the run.
+
+``metrics`` (the ``metrics`` config group, :class:`stylegan.metrics.suite.MetricChoice`) adds KID
+(``metrics/kid``, ``metrics/kid_std``), precision and recall (``metrics/precision``,
+``metrics/recall``) from the same generated features, and PPL (``metrics/ppl_w_end``, ...). PPL
+without local LPIPS weights is turned off the same way, with one warning.
 """
 
 from pathlib import Path
@@ -16,12 +22,9 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
-from stylegan.metrics import (
-    FeatureNetworkUnavailable,
-    compute_fid,
-    load_feature_network,
-    real_statistics,
-)
+from stylegan.metrics import FeatureNetworkUnavailable, load_feature_network
+from stylegan.metrics.ppl import PerceptualNetworkUnavailable, load_lpips
+from stylegan.metrics.suite import MetricChoice, feature_metrics, ppl_metrics, real_reference
 
 
 class FIDCallback(L.Callback):
@@ -39,6 +42,7 @@ class FIDCallback(L.Callback):
         cache_dir: str = ".cache/fid",  # real-statistics cache
         best_ckpt_path: str | None = None,  # written when the FID improves; None = don't
         at_train_end: bool = True,  # also evaluate once when training ends
+        metrics: Any = None,  # the `metrics` config group: KID, precision/recall, PPL; None = FID
     ) -> None:
         self.every_images = round(every_kimg * 1000)
         self.num_images = num_images
@@ -53,7 +57,10 @@ class FIDCallback(L.Callback):
         self.best = float("inf")
         self.history: list[tuple[int, float]] = []  # (images seen, fid)
         self.summary: str | None = None  # one line describing the latest evaluation
+        self.choice = MetricChoice.from_config(metrics)
+        self.last: dict[str, float] = {}  # every metric of the latest evaluation
         self._net: torch.nn.Module | None = None
+        self._lpips: torch.nn.Module | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def on_fit_start(self, trainer: L.Trainer, pl_module: Any) -> None:
@@ -66,6 +73,15 @@ class FIDCallback(L.Callback):
         except FeatureNetworkUnavailable as exc:
             self.enabled = False
             rank_zero_warn(f"FID is off for this run: {exc}")
+            return
+        if self.choice.ppl is not None:
+            try:
+                self._lpips = load_lpips(
+                    self.choice.ppl.get("weights_path"), device=pl_module.device
+                )
+            except PerceptualNetworkUnavailable as exc:
+                self.choice = self.choice.without_ppl()
+                rank_zero_warn(f"PPL is off for this run: {exc}")
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
@@ -90,54 +106,59 @@ class FIDCallback(L.Callback):
         datamodule = held_out or trainer.datamodule
         resolution, alpha = pl_module.resolution, pl_module.alpha
         device = pl_module.device
-        real = real_statistics(
-            lambda batch_size: datamodule.real_batches(resolution, self.num_real, batch_size),
-            key=["fid-real", datamodule.fingerprint, f"{resolution}px"],
-            count=self.num_real,
-            feature_name=self.feature_network,
-            cache_dir=self.cache_dir,
-            batch_size=self.batch_size,
-            device=device,
-            feature_net=self._net,
-        )
         G = pl_module.generator_ema
         # A per-rank, per-evaluation seed: ranks draw different images, runs are reproducible.
-        gen = torch.Generator(device="cpu").manual_seed(
-            1_000_003 * trainer.global_rank + len(self.history)
-        )
+        seed = 1_000_003 * trainer.global_rank + len(self.history)
+        gen = torch.Generator(device="cpu").manual_seed(seed)
 
         def generate(batch_size: int) -> torch.Tensor:
             z = torch.randn(batch_size, G.z_dim, generator=gen).to(device)
             return G(z, resolution=resolution, alpha=alpha, noise_mode="random").float()
 
-        fid = compute_fid(
-            generate,
-            real,
-            num_images=self.num_images,
-            batch_size=self.batch_size,
+        real = real_reference(
+            lambda batch_size: datamodule.real_batches(resolution, self.num_real, batch_size),
+            choice=self.choice,
+            key=["fid-real", datamodule.fingerprint, f"{resolution}px"],
+            count=self.num_real,
+            feature_name=self.feature_network,
             feature_net=self._net,
+            cache_dir=str(self.cache_dir),
+            batch_size=self.batch_size,
             device=device,
         )
+        result = feature_metrics(
+            generate,
+            real,
+            choice=self.choice,
+            num_images=self.num_images,
+            feature_net=self._net,
+            batch_size=self.batch_size,
+            device=device,
+        )
+        if self._lpips is not None:
+            ppl = ppl_metrics(G, self._lpips, choice=self.choice, resolution=resolution,
+                              alpha=alpha, seed=len(self.history), device=device)  # fmt: skip
+            result.update(ppl)
+        fid = result["fid"]
+        self.last = result
         self.history.append((pl_module.images_seen, fid))
         self.summary = (
             f"FID {fid:.2f} at {pl_module.images_seen / 1000:.1f} kimg ({resolution}px): "
-            f"{self.num_images} generated vs {real.n} {'held-out' if held_out else 'training'} "
-            "real images"
+            f"{self.num_images} generated vs {int(result['num_real'])} "
+            f"{'held-out' if held_out else 'training'} real images"
         )
         improved = fid < self.best
         self.best = min(self.best, fid)
+        logged = {"metrics/fid": fid, "metrics/fid_best": self.best}
+        for name in ("kid", "kid_std", "precision", "recall"):
+            if name in result:
+                logged[f"metrics/{name}"] = result[name]
+        logged.update({f"metrics/{k}": v for k, v in result.items() if k.startswith("ppl_")})
         if log:
-            pl_module.log_dict(
-                {"metrics/fid": fid, "metrics/fid_best": self.best},
-                on_step=True,
-                on_epoch=False,
-                rank_zero_only=True,
-            )
+            pl_module.log_dict(logged, on_step=True, on_epoch=False, rank_zero_only=True)
         else:
             for logger in trainer.loggers:
-                logger.log_metrics(
-                    {"metrics/fid": fid, "metrics/fid_best": self.best}, step=trainer.global_step
-                )
+                logger.log_metrics(logged, step=trainer.global_step)
         if improved and self.best_ckpt_path is not None:
             trainer.save_checkpoint(self.best_ckpt_path, weights_only=False)
         return fid

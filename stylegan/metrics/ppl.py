@@ -91,13 +91,21 @@ class TinyPerceptualNet(nn.Module):
 
 
 class _LPIPSDistance(nn.Module):
-    """torchmetrics' LPIPS as ``forward(a, b) -> [N]`` on images in [-1, 1]."""
+    """torchmetrics' LPIPS as ``forward(a, b) -> [N]`` on images in [-1, 1]. VGG-16's four
+    poolings need at least 32 px: smaller images (the crop of an 8-32 px stage) are upsampled
+    to ``min_size`` (64, torchmetrics' PPL default ``resize``)."""
+
+    min_size = 64
 
     def __init__(self, lpips: nn.Module) -> None:
         super().__init__()
         self.lpips = lpips
 
     def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        if min(a.shape[-2:]) < self.min_size:
+            size = (self.min_size, self.min_size)
+            a = F.interpolate(a, size=size, mode="bilinear", align_corners=False)
+            b = F.interpolate(b, size=size, mode="bilinear", align_corners=False)
         return self.lpips(a, b).reshape(a.shape[0])
 
 
