@@ -179,6 +179,8 @@ def run_row(args, widths: str, resolution: int, precision: str, memory_format: s
     )
     trainer.fit(module, datamodule=datamodule)
     step = statistics.mean(timer.times)
+    if os.environ.get("BENCH_VERBOSE"):
+        print("  step ms:", " ".join(f"{t * 1000:.0f}" for t in timer.times), flush=True)
     return batch, step, timer.flops, timer.table
 
 
