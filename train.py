@@ -19,6 +19,7 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from stylegan.augment import build_augment
 from stylegan.callbacks import AtomicCheckpointIO, ProgressiveGrowing
 from stylegan.cli import run_reporting_user_errors
 from stylegan.errors import ConfigError, UserError
@@ -63,9 +64,11 @@ def build_module(cfg: DictConfig, schedule: ProgressiveSchedule) -> StyleGANModu
         if isinstance(cause, ValueError | TypeError):
             raise ConfigError(f"model config: {cause}") from exc
         raise
+    augment = build_augment(**OmegaConf.to_container(cfg.get("augment") or {}, resolve=True))
     return StyleGANModule(
         generator=generator,
         discriminator=discriminator,
+        augment=augment,
         loss=loss.pop("name"),
         lr=schedule.state_at(0).lr,
         **loss,

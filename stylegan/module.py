@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from stylegan import losses
+from stylegan.augment import DiscriminatorAugment
 from stylegan.errors import ConfigError
 from stylegan.networks import Generator, mix_styles
 from stylegan.networks.layers import fade_in_reals
@@ -50,6 +51,8 @@ class StyleGANModule(L.LightningModule):
         lr: float = 0.001,  # initial lr; the progressive callback sets it per resolution
         reset_optimizer_on_phase: bool = True,  # official StyleGAN: new Adam state per phase
         channels_last: bool = False,  # NHWC activations and weights (faster convs on CPU/GPU)
+        augment: DiscriminatorAugment
+        | None = None,  # ADA / DiffAugment of all D inputs; None = off
     ) -> None:
         super().__init__()
         if loss not in LOSSES:
@@ -69,6 +72,7 @@ class StyleGANModule(L.LightningModule):
         self.discriminator = discriminator
         # Same train/eval mode as G (G has no mode-dependent layers); never optimized.
         self.generator_ema = copy.deepcopy(generator).requires_grad_(False)
+        self.augment = augment
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         for network in (self.generator, self.discriminator, self.generator_ema):
             network.to(memory_format=self.memory_format)
@@ -134,6 +138,9 @@ class StyleGANModule(L.LightningModule):
         return None
 
     def _discriminate(self, images: Tensor) -> Tensor:
+        # Augmentation sits inside D's input, so the penalties differentiate through it (ADA).
+        if self.augment is not None:
+            images = self.augment(images).contiguous(memory_format=self.memory_format)
         # fp32 logits: the losses and penalties are computed in fp32 under bf16/fp16 autocast.
         return self.discriminator(images, resolution=self.resolution, alpha=self.alpha).float()
 
@@ -184,6 +191,10 @@ class StyleGANModule(L.LightningModule):
                 r1 = losses.r1_penalty(real_logits, real, grad_scale=self._gradient_scale())
                 total = total + (self.r1_gamma / 2) * r1 * self.r1_interval
                 logs["loss/r1"] = r1.detach()
+        if self.augment is not None:
+            self.augment.accumulate(real_logits, real.shape[0])
+            logs["augment/p"] = self.augment.p.detach().clone()
+            logs["augment/rt"] = self.augment.rt.detach().clone()
         logs["loss/d"] = main.detach()
         logs["scores/real"] = real_logits.detach().mean()
         logs["scores/fake"] = fake_logits.detach().mean()

@@ -1,0 +1,139 @@
+"""Differentiable augmentation of everything the discriminator sees (StyleGAN2-ADA, DiffAugment).
+
+Owns the augmentation pipeline and its strength ``p``. With few training images (CelebA's 9,000
+here, or a user's few thousand) D memorises the reals and training collapses; augmenting every
+image D sees (reals and fakes, in the D step, the G step and inside the gradient penalties) with
+a probability ``p`` below the point where augmentations leak into G's output prevents it
+(Karras et al. 2020). The transforms are kornia's (``kornia.augmentation``), each applied to a
+sample with probability ``p`` through a per-sample mask, so ``p`` stays a tensor and adjusting it
+never waits for the device:
+
+- ``ada``: ``p`` follows the overfitting heuristic ``r_t = E[sign(D(real))]``: every ``interval``
+  D steps it moves towards ``target`` by ``batch × interval / (speed_kimg × 1000)`` (so it can go
+  from 0 to 1 in ``speed_kimg`` thousand images). Under DDP the sums are all-reduced first.
+- ``diffaugment`` (Zhao et al. 2020): a fixed ``p`` (1 by default), no tuning.
+
+``p`` and the ``r_t`` accumulators are buffers: they are in every checkpoint and a resumed run
+continues with the same strength. Images are in [-1, 1]; colour transforms run in [0, 1].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import kornia.augmentation as K
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from stylegan.errors import ConfigError
+
+MODES = ("ada", "diffaugment")
+
+
+class DiscriminatorAugment(nn.Module):
+    """Augments a batch [N, C, H, W] in [-1, 1]; ``p`` is tuned (ada) or fixed (diffaugment)."""
+
+    def __init__(
+        self,
+        *,
+        mode: str = "ada",  # ada (p tuned by r_t) | diffaugment (p fixed)
+        initial_p: float = 0.0,  # starting strength (diffaugment: the fixed strength)
+        target: float = 0.6,  # ada: the r_t that p is steered towards
+        interval: int = 4,  # ada: D steps between adjustments of p
+        speed_kimg: float = 500.0,  # ada: thousands of images for p to go from 0 to 1
+        max_p: float = 1.0,  # ada: ceiling of p
+        xflip: bool = True,  # horizontal flips
+        rotate90: bool = True,  # 0/90/180/270 degree rotations
+        translate: float = 0.125,  # integer translation up to this fraction of the size; 0 = off
+        brightness: float = 0.2,  # colour jitter strengths (kornia ColorJiggle); 0 = off
+        contrast: float = 0.3,
+        saturation: float = 0.5,
+        hue: float = 0.05,
+        cutout: float = 0.5,  # side of the erased square as a fraction of the size; 0 = off
+    ) -> None:
+        super().__init__()
+        if mode not in MODES:
+            raise ConfigError(f"augment.mode must be one of {', '.join(MODES)}, got {mode!r}")
+        if not 0.0 <= initial_p <= 1.0 or not 0.0 <= max_p <= 1.0:
+            raise ConfigError("augment.initial_p and augment.max_p must be in [0, 1]")
+        if interval < 1 or speed_kimg <= 0:
+            raise ConfigError("augment.interval must be >= 1 and augment.speed_kimg > 0")
+        self.mode = mode
+        self.target = target
+        self.interval = interval
+        self.speed_images = speed_kimg * 1000.0
+        self.max_p = max_p
+        self.register_buffer("p", torch.tensor(float(initial_p)))
+        self.register_buffer("rt", torch.tensor(0.0))  # the latest r_t (for logging)
+        self.register_buffer("sign_sum", torch.tensor(0.0))
+        self.register_buffer("sign_count", torch.tensor(0.0))
+        self.register_buffer("steps", torch.tensor(0, dtype=torch.long))  # checkpointed count
+        self._calls = 0  # the same count on the host, so deciding to adjust never syncs
+        # Each transform at p=1: the per-sample mask below decides who gets it.
+        transforms: list[tuple[Callable[[Tensor], Tensor], bool]] = []  # (op, works in [0, 1])
+        if xflip:
+            transforms.append((K.RandomHorizontalFlip(p=1.0), False))
+        if rotate90:
+            transforms.append((K.RandomRotation90(times=(1, 3), resample="nearest", p=1.0), False))
+        if translate > 0:
+            affine = K.RandomAffine(
+                degrees=0.0,
+                translate=(translate, translate),
+                resample="nearest",  # whole pixels, as ADA's integer translation
+                padding_mode="reflection",
+                p=1.0,
+            )
+            transforms.append((affine, False))
+        if max(brightness, contrast, saturation, hue) > 0:
+            jiggle = K.ColorJiggle(brightness, contrast, saturation, hue, p=1.0)
+            transforms.append((jiggle, True))
+        if cutout > 0:
+            area = cutout * cutout
+            erase = K.RandomErasing(scale=(area, area), ratio=(1.0, 1.0), value=0.5, p=1.0)
+            transforms.append((erase, True))
+        self.transforms = nn.ModuleList([op for op, _ in transforms])
+        self.in_unit_range = [unit for _, unit in transforms]
+
+    def forward(self, images: Tensor) -> Tensor:
+        """Each transform applied to each sample with probability ``p``; differentiable."""
+        x = images
+        n = x.shape[0]
+        for op, unit in zip(self.transforms, self.in_unit_range, strict=True):
+            apply = (torch.rand(n, device=x.device) < self.p).view(n, 1, 1, 1)
+            augmented = op(x * 0.5 + 0.5) * 2.0 - 1.0 if unit else op(x)
+            x = torch.where(apply, augmented.to(x.dtype), x)
+        return x
+
+    @torch.no_grad()
+    def accumulate(self, real_logits: Tensor, batch_size: int) -> None:
+        """Add D(real)'s signs to r_t; every ``interval`` calls, move ``p`` (ada only)."""
+        if self.mode != "ada":
+            return
+        self.sign_sum += torch.sign(real_logits.detach().float()).sum()
+        self.sign_count += real_logits.numel()
+        self.steps += 1
+        self._calls += 1
+        if self._calls % self.interval:
+            return
+        sums = torch.stack([self.sign_sum, self.sign_count])
+        world = 1
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(sums)
+            world = dist.get_world_size()
+        self.rt.copy_(sums[0] / sums[1].clamp(min=1.0))
+        step = batch_size * world * self.interval / self.speed_images
+        self.p.copy_((self.p + torch.sign(self.rt - self.target) * step).clamp(0.0, self.max_p))
+        self.sign_sum.zero_()
+        self.sign_count.zero_()
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._calls = int(self.steps)  # resume adjusts p at the same steps as before
+
+
+def build_augment(mode: str | None, **options: object) -> DiscriminatorAugment | None:
+    """The pipeline for ``conf/augment`` (``mode: none`` or null = no augmentation)."""
+    if mode in (None, "none"):
+        return None
+    return DiscriminatorAugment(mode=mode, **options)

@@ -1,0 +1,141 @@
+"""Adaptive discriminator augmentation: differentiable transforms, p steered by r_t, p in the
+checkpoint, and augment=none leaving D's inputs exactly as they were."""
+
+import csv
+
+import pytest
+import torch
+from conftest import compose_config
+
+from stylegan.augment import DiscriminatorAugment, build_augment
+from stylegan.errors import ConfigError
+from stylegan.module import StyleGANModule
+from train import train
+
+ONE_EACH = {
+    "xflip": dict(rotate90=False, translate=0, brightness=0, contrast=0, saturation=0, hue=0,
+                  cutout=0),
+    "rotate90": dict(xflip=False, translate=0, brightness=0, contrast=0, saturation=0, hue=0,
+                     cutout=0),
+    "translate": dict(xflip=False, rotate90=False, brightness=0, contrast=0, saturation=0, hue=0,
+                      cutout=0),
+    "color": dict(xflip=False, rotate90=False, translate=0, cutout=0),
+    "cutout": dict(xflip=False, rotate90=False, translate=0, brightness=0, contrast=0,
+                   saturation=0, hue=0),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(ONE_EACH))
+def test_each_transform_changes_images_and_passes_gradients(name):
+    torch.manual_seed(0)
+    augment = DiscriminatorAugment(mode="ada", initial_p=1.0, **ONE_EACH[name])
+    assert len(augment.transforms) == 1
+    x = (torch.rand(8, 3, 16, 16) * 2 - 1).requires_grad_(True)
+    y = augment(x)
+    assert y.shape == x.shape and not torch.equal(y, x)
+    weights = torch.randn_like(y)
+    (grad,) = torch.autograd.grad((y * weights).sum(), x)
+    assert torch.isfinite(grad).all() and grad.abs().sum() > 0
+
+
+def test_p_zero_is_the_identity_and_p_one_augments_every_sample():
+    x = torch.rand(16, 3, 8, 8) * 2 - 1
+    assert torch.equal(DiscriminatorAugment(mode="ada", initial_p=0.0)(x), x)
+    torch.manual_seed(1)
+    y = DiscriminatorAugment(mode="diffaugment", initial_p=1.0, xflip=False, rotate90=False)(x)
+    assert all(not torch.equal(a, b) for a, b in zip(x, y, strict=True))
+
+
+def test_p_rises_for_an_overfitting_d_and_falls_when_d_is_fooled():
+    augment = DiscriminatorAugment(mode="ada", initial_p=0.5, interval=4, speed_kimg=1.0)
+    step = 16 * 4 / 1000.0  # batch x interval / speed_images
+    sure = torch.full((16, 1), 3.0)  # D(real) > 0 everywhere: r_t = 1 > target 0.6
+    for _ in range(3):
+        augment.accumulate(sure, 16)
+    assert augment.p.item() == 0.5  # only every `interval` D steps
+    augment.accumulate(sure, 16)
+    assert augment.rt.item() == 1.0 and augment.p.item() == pytest.approx(0.5 + step)
+    fooled = torch.full((16, 1), -3.0)  # r_t = -1 < target
+    for _ in range(8):
+        augment.accumulate(fooled, 16)
+    assert augment.rt.item() == -1.0 and augment.p.item() == pytest.approx(0.5 - step)
+    for _ in range(400):
+        augment.accumulate(fooled, 16)
+    assert augment.p.item() == 0.0  # clamped at 0
+    fixed = DiscriminatorAugment(mode="diffaugment", initial_p=1.0)
+    for _ in range(8):
+        fixed.accumulate(sure, 16)
+    assert fixed.p.item() == 1.0
+
+
+def test_bad_options_are_one_line_errors():
+    with pytest.raises(ConfigError, match=r"augment\.mode"):
+        DiscriminatorAugment(mode="bogus")
+    with pytest.raises(ConfigError, match="initial_p"):
+        DiscriminatorAugment(initial_p=2.0)
+    assert build_augment("none") is None and build_augment(None) is None
+
+
+def test_ada_run_logs_p_and_rt_and_resume_restores_p(train_config, tmp_path, monkeypatch):
+    import train as train_module
+
+    captured = {}
+    build_module = train_module.build_module
+
+    def capture(cfg, schedule):
+        captured["module"] = build_module(cfg, schedule)
+        return captured["module"]
+
+    monkeypatch.setattr(train_module, "build_module", capture)
+    cfg = train_config(
+        "augment=ada",
+        "augment.interval=1",
+        "augment.speed_kimg=0.1",
+        "augment.target=-2.0",  # any r_t (>= -1) is above: p must rise every D step
+        "logger=csv",
+        "trainer.log_every_n_steps=1",
+        "stage.total_kimg=0.064",
+        "data.limit=64",
+        "++stage.batch_size.8=8",
+    )
+    train(cfg)
+    module: StyleGANModule = captured["module"]
+    p = module.augment.p.item()
+    assert module._d_steps == 8 and p == pytest.approx(min(1.0, 8 * 8 / 100))
+    rows = list(csv.DictReader(next(tmp_path.rglob("metrics.csv")).open()))
+    logged = [float(r["augment/p"]) for r in rows if r.get("augment/p")]
+    assert logged and logged == sorted(logged) and "augment/rt" in rows[0]
+    checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
+    assert checkpoint["state_dict"]["augment.p"].item() == pytest.approx(p)
+    fresh = build_module(cfg, train_module.build_schedule(cfg.stage))
+    fresh.load_state_dict(checkpoint["state_dict"])
+    assert fresh.augment.p.item() == pytest.approx(p) and fresh.augment._calls == 8
+
+
+def test_augment_none_feeds_d_exactly_the_faded_reals_and_fakes(train_config, monkeypatch):
+    import train as train_module
+
+    seen = []
+    build_module = train_module.build_module
+
+    def with_hook(cfg, schedule):
+        module = build_module(cfg, schedule)
+        module.discriminator.register_forward_pre_hook(lambda _, args: seen.append(args[0]))
+        return module
+
+    monkeypatch.setattr(train_module, "build_module", with_hook)
+    cfg = train_config("stage.total_kimg=0.016", "data.limit=64", "++stage.batch_size.8=16")
+    assert compose_config("train", []).augment.mode == "none"  # the paper's default
+    reals = []
+    step = StyleGANModule.training_step
+
+    def record(self, batch, batch_idx):
+        assert self.augment is None
+        reals.append(batch.clone())
+        return step(self, batch, batch_idx)
+
+    monkeypatch.setattr(StyleGANModule, "training_step", record)
+    train(cfg)
+    # D(real), D(fake) and D(interpolates) in the D step (WGAN-GP), D(fake) in the G step.
+    assert len(reals) == 1 and len(seen) == 4
+    torch.testing.assert_close(seen[0], reals[0], rtol=0, atol=0)  # alpha = 1 at 8px
