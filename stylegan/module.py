@@ -51,8 +51,8 @@ class StyleGANModule(L.LightningModule):
         lr: float = 0.001,  # initial lr; the progressive callback sets it per resolution
         reset_optimizer_on_phase: bool = True,  # official StyleGAN: new Adam state per phase
         channels_last: bool = False,  # NHWC activations and weights (faster convs on CPU/GPU)
-        augment: DiscriminatorAugment
-        | None = None,  # ADA / DiffAugment of all D inputs; None = off
+        augment: DiscriminatorAugment | None = None,  # ADA/DiffAugment of D's inputs; None = off
+        compile: bool = False,  # torch.compile G's synthesis and D (not their penalty passes)
     ) -> None:
         super().__init__()
         if loss not in LOSSES:
@@ -102,6 +102,12 @@ class StyleGANModule(L.LightningModule):
         self.alpha = 1.0
         self.phase_index = -1  # -1 = no state applied yet
         self._d_steps = 0
+        # torch.compile: alpha goes in as a 0-d tensor, so a new alpha is new data, not a new
+        # graph; the resolution is a Python int, so each resolution compiles once. The compiled
+        # callables live in a dict, not as submodules, so checkpoints keep the plain keys.
+        self.compile = compile
+        self.register_buffer("alpha_tensor", torch.tensor(1.0), persistent=False)
+        self._compiled: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ progressive state
     def apply_progress(self, state: ProgressState) -> None:
@@ -109,6 +115,7 @@ class StyleGANModule(L.LightningModule):
         phase_changed = self.phase_index not in (-1, state.phase_index)
         self.resolution = state.resolution
         self.alpha = state.alpha
+        self.alpha_tensor.fill_(state.alpha)
         self.phase_index = state.phase_index
         self.lr = state.lr
         if self._trainer is None:
@@ -137,12 +144,30 @@ class StyleGANModule(L.LightningModule):
             return -1
         return None
 
-    def _discriminate(self, images: Tensor) -> Tensor:
+    def _network(self, name: str) -> Any:
+        """``generator.synthesis`` or ``discriminator``, compiled when ``compile`` is on."""
+        module = self.generator.synthesis if name == "synthesis" else self.discriminator
+        if not self.compile:
+            return module
+        if name not in self._compiled:
+            self._compiled[name] = torch.compile(module.forward, dynamic=False)
+        return self._compiled[name]
+
+    def _alpha_argument(self) -> float | Tensor:
+        return self.alpha_tensor if self.compile else self.alpha
+
+    def _discriminate(self, images: Tensor, *, penalty: bool = False) -> Tensor:
+        """D's fp32 logits. ``penalty``: a pass the penalties differentiate twice, which runs
+        eagerly (compiled graphs do not support double backward)."""
         # Augmentation sits inside D's input, so the penalties differentiate through it (ADA).
         if self.augment is not None:
             images = self.augment(images).contiguous(memory_format=self.memory_format)
+        D = self.discriminator if penalty else self._network("discriminator")
         # fp32 logits: the losses and penalties are computed in fp32 under bf16/fp16 autocast.
-        return self.discriminator(images, resolution=self.resolution, alpha=self.alpha).float()
+        return D(images, resolution=self.resolution, alpha=self._alpha_argument()).float()
+
+    def _discriminate_for_penalty(self, images: Tensor) -> Tensor:
+        return self._discriminate(images, penalty=True)
 
     def _generate(self, batch_size: int) -> Tensor:
         """Fakes at the current stage, with style-mixing regularization.
@@ -155,7 +180,10 @@ class StyleGANModule(L.LightningModule):
         if self.style_mixing_prob > 0 and float(torch.rand(())) < self.style_mixing_prob:
             crossover = int(torch.randint(1, G.num_ws_at(self.resolution), ()))
             ws = mix_styles(ws, G.map(torch.randn_like(z), update_w_avg=True), crossover)
-        fake = G.synthesis(ws, resolution=self.resolution, alpha=self.alpha, noise_mode="random")
+        synthesis = self._network("synthesis")
+        fake = synthesis(
+            ws, resolution=self.resolution, alpha=self._alpha_argument(), noise_mode="random"
+        )
         return fake  # [N, C, R, R]
 
     def _gradient_scale(self) -> float:
@@ -170,7 +198,7 @@ class StyleGANModule(L.LightningModule):
         r1_step = self.loss == "bce" and self.r1_gamma > 0 and regularize
         if r1_step:  # R1 differentiates the D(real) pass the loss runs anyway
             real = real.detach().requires_grad_(True)
-        real_logits = self._discriminate(real)
+        real_logits = self._discriminate(real, penalty=r1_step)
         fake_logits = self._discriminate(fake)
         logs: dict[str, Tensor] = {}
         if self.loss == "wgan_gp":
@@ -180,7 +208,7 @@ class StyleGANModule(L.LightningModule):
             logs["loss/drift"] = drift.detach()
             if regularize:
                 gp = losses.gradient_penalty(
-                    self._discriminate, real, fake, grad_scale=self._gradient_scale()
+                    self._discriminate_for_penalty, real, fake, grad_scale=self._gradient_scale()
                 )
                 total = total + self.gp_weight * gp * self.gp_interval
                 logs["loss/gp"] = gp.detach()

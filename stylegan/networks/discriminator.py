@@ -172,7 +172,7 @@ class Discriminator(nn.Module):
         img: torch.Tensor,
         *,
         resolution: int | None = None,
-        alpha: float = 1.0,
+        alpha: float | torch.Tensor = 1.0,  # a 0-d tensor: always blended (one compiled graph)
     ) -> torch.Tensor:
         # img: [N, img_channels, resolution, resolution] -> logits [N]
         resolution = self.check_active_resolution(resolution)
@@ -187,7 +187,10 @@ class Discriminator(nn.Module):
         r = resolution
         if r > MIN_RESOLUTION:
             x = self.blocks[str(r)](x)  # [N, C', r/2, r/2]
-            if alpha < 1.0:
+            if isinstance(alpha, torch.Tensor):
+                skip = self.from_rgb[str(r // 2)](downsample2d(img))
+                x = torch.lerp(skip, x, alpha.to(x.dtype))  # exactly x at alpha = 1
+            elif alpha < 1.0:
                 skip = self.from_rgb[str(r // 2)](downsample2d(img))
                 x = alpha * x + (1.0 - alpha) * skip
             r //= 2

@@ -32,8 +32,13 @@ def check_noise_mode(noise_mode: str) -> None:
         raise ConfigError(f"noise_mode must be one of {list(NOISE_MODES)}, got {noise_mode!r}")
 
 
-def check_alpha(alpha: float) -> float:
-    """Return ``alpha`` as a float if it is in [0, 1], else raise a ConfigError (a ValueError)."""
+def check_alpha(alpha: float | torch.Tensor) -> float | torch.Tensor:
+    """Return ``alpha`` as a float if it is in [0, 1], else raise a ConfigError (a ValueError).
+
+    A 0-d tensor passes through unchecked (its owner keeps it in range): compiled networks take
+    alpha as a tensor, so a new value is new data, never a new graph."""
+    if isinstance(alpha, torch.Tensor):
+        return alpha
     value = float(alpha)
     if not 0.0 <= value <= 1.0:  # also rejects NaN
         raise ConfigError(f"alpha must be in [0, 1], got {alpha!r}")

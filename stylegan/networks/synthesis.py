@@ -199,7 +199,7 @@ class SynthesisNetwork(nn.Module):
         ws: torch.Tensor,
         *,
         resolution: int | None = None,
-        alpha: float = 1.0,
+        alpha: float | torch.Tensor = 1.0,  # a 0-d tensor: always blended (one compiled graph)
         noise_mode: NoiseMode = "random",
     ) -> torch.Tensor:
         # ws: [N, num_ws, w_dim] -> img: [N, img_channels, resolution, resolution]
@@ -221,7 +221,10 @@ class SynthesisNetwork(nn.Module):
             else:
                 x = self.blocks[str(r)](x, block_ws, noise_mode)  # [N, C, r, r]
         img = self.to_rgb[str(resolution)](x)  # [N, img_channels, r, r]
-        if alpha < 1.0 and resolution > MIN_RESOLUTION:
+        if resolution > MIN_RESOLUTION and isinstance(alpha, torch.Tensor):
+            skip = upsample2d(self.to_rgb[str(resolution // 2)](prev))
+            img = torch.lerp(skip, img, alpha.to(img.dtype))  # exactly img at alpha = 1
+        elif alpha < 1.0 and resolution > MIN_RESOLUTION:
             skip = upsample2d(self.to_rgb[str(resolution // 2)](prev))
             img = alpha * img + (1.0 - alpha) * skip
         return img
