@@ -94,6 +94,7 @@ class StepTimer(L.Callback):
         self.warmup, self.steps, self.profile = warmup, steps, profile
         self.flop_steps = steps if count_flops else 0
         self.times: list[float] = []
+        self.warmup_times: list[float] = []
         self.flops = 0
         self.table = ""
         self._index = 0
@@ -122,7 +123,9 @@ class StepTimer(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         elapsed = time.perf_counter() - self._start
         role = self._role()
-        if role == "timed":
+        if role == "warmup":
+            self.warmup_times.append(elapsed)  # includes torch.compile's compile time
+        elif role == "timed":
             self.times.append(elapsed)
         elif role == "flops":
             self._mode.__exit__(None, None, None)
@@ -191,7 +194,9 @@ def run_row(args, widths: str, resolution: int, precision: str, memory_format: s
         FLOPS_SEEN[flops_key] = timer.flops
     flops = FLOPS_SEEN[flops_key]
     if os.environ.get("BENCH_VERBOSE"):
-        print("  step ms:", " ".join(f"{t * 1000:.0f}" for t in timer.times), flush=True)
+        warm = " ".join(f"{t * 1000:.0f}" for t in timer.warmup_times)
+        timed = " ".join(f"{t * 1000:.0f}" for t in timer.times)
+        print(f"  warm-up step ms: {warm}; timed step ms: {timed}", flush=True)
     return batch, step, flops, timer.table
 
 
