@@ -1,0 +1,71 @@
+"""Draw an FID-over-kimg curve as a small PNG with PIL (no plotting library needed).
+
+    python docs/plot_fid_curve.py docs/cpu_faces32_fid.png 20:180.1 60:95.2 ... --floor 20.3
+
+Each point is ``kimg:fid``. ``--floor`` draws the real-vs-real FID at the same counts as a dashed
+line. Used for the figure of the CPU recipe in docs/recipes.md and the README.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+from PIL import Image, ImageDraw
+
+WIDTH, HEIGHT, MARGIN = 420, 260, 44
+
+
+def plot(points: list[tuple[float, float]], floor: float | None, title: str) -> Image.Image:
+    image = Image.new("RGB", (WIDTH, HEIGHT), "white")
+    draw = ImageDraw.Draw(image)
+    kimgs = [k for k, _ in points]
+    fids = [f for _, f in points] + ([floor] if floor is not None else [])
+    x_max = max(kimgs) * 1.05
+    y_max = math.ceil(max(fids) / 50.0) * 50.0
+
+    def xy(kimg: float, fid: float) -> tuple[float, float]:
+        x = MARGIN + (WIDTH - 1.5 * MARGIN) * kimg / x_max
+        y = HEIGHT - MARGIN - (HEIGHT - 1.6 * MARGIN) * fid / y_max
+        return x, y
+
+    left, bottom = xy(0, 0)
+    right, top = xy(x_max, y_max)
+    draw.line([(left, top), (left, bottom), (right, bottom)], fill="black")
+    for tick in range(0, int(y_max) + 1, 50):
+        _, y = xy(0, tick)
+        draw.line([(left - 4, y), (left, y)], fill="black")
+        draw.text((4, y - 6), f"{tick}", fill="black")
+    step = 50 if x_max > 150 else 20
+    for tick in range(0, int(x_max) + 1, step):
+        x, _ = xy(tick, 0)
+        draw.line([(x, bottom), (x, bottom + 4)], fill="black")
+        draw.text((x - 8, bottom + 6), f"{tick}", fill="black")
+    draw.text((WIDTH / 2 - 20, HEIGHT - 16), "kimg", fill="black")
+    draw.text((MARGIN + 60, 6), title, fill="black")
+    if floor is not None:
+        _, y = xy(0, floor)
+        for x0 in range(int(left), int(right), 10):
+            draw.line([(x0, y), (x0 + 5, y)], fill="gray")
+        draw.text((right - 110, y - 14), f"real vs real {floor:.1f}", fill="gray")
+    line = [xy(k, f) for k, f in points]
+    draw.line(line, fill=(200, 30, 30), width=2)
+    for (x, y), (_, fid) in zip(line, points, strict=True):
+        draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=(200, 30, 30))
+        draw.text((x + 4, y - 14), f"{fid:.0f}", fill=(200, 30, 30))
+    return image
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out")
+    parser.add_argument("points", nargs="+", help="kimg:fid")
+    parser.add_argument("--floor", type=float, default=None)
+    parser.add_argument("--title", default="FID vs held-out faces")
+    args = parser.parse_args()
+    points = [tuple(float(v) for v in p.split(":")) for p in args.points]
+    plot(points, args.floor, args.title).save(args.out)
+
+
+if __name__ == "__main__":
+    main()
