@@ -1,10 +1,22 @@
-"""The exported generator format, and loading a generator back from our checkpoints.
+"""The exported generator format, safe loading of our files, and loading a generator back.
 
 ``load_generator`` accepts a training checkpoint (``last.ckpt``, ``best.ckpt``, periodic ones: the
 EMA generator is taken) or an exported ``generator.pt``; ``sample.py`` and ``fid.py`` both use it.
+
+Every file we read goes through :func:`safe_torch_load`: ``torch.load(weights_only=True)`` with
+the explicit allow-list :data:`ALLOWED_GLOBALS`. Our files hold only tensors, dicts, lists,
+tuples, strings, numbers, booleans and None (the RNG states of a checkpoint are stored as
+tensors), so the allow-list is empty: a pickle that names any class or function (the way a
+``__reduce__`` payload runs code) is refused with one line before anything in it executes.
+
+``generator.pt`` versions: a reader accepts its own :data:`GENERATOR_VERSION` and every older one
+(converted on load; version 1 is the first), and refuses a newer one with one line that says to
+upgrade.
 """
 
 import os
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +26,52 @@ from stylegan.atomic import atomic_torch_save
 from stylegan.errors import UserError
 from stylegan.networks import Generator
 
-__all__ = ["atomic_torch_save", "generator_export", "load_generator"]
+__all__ = [
+    "ALLOWED_GLOBALS",
+    "atomic_torch_save",
+    "generator_export",
+    "load_generator",
+    "safe_torch_load",
+]
 
 GENERATOR_FORMAT = "stylegan-generator"
 GENERATOR_VERSION = 1
 EMA_PREFIX = "generator_ema."
+# Classes and functions (beyond torch's tensor rebuilders and Python's plain containers) that our
+# files may name. Empty on purpose: add an entry only for a type that our own writers store.
+ALLOWED_GLOBALS: list[Any] = []
+
+
+def safe_torch_load(path: str | os.PathLike, *, what: str = "a stylegan file") -> Any:
+    """``torch.load`` that never runs code: ``weights_only=True`` with :data:`ALLOWED_GLOBALS`.
+
+    Raises a one-line :class:`UserError` for a file that is missing, truncated, not a PyTorch file,
+    or that names a global outside the allow-list (the message names it)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{what} not found: {path}")
+    try:
+        with torch.serialization.safe_globals(ALLOWED_GLOBALS):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL\s+([\w.]+)", str(exc))
+        if found:
+            raise UserError(
+                f"refusing to load {path}: it names {found.group(1)}, which stylegan's files never "
+                "hold (loading it could run code); only load checkpoints that train.py wrote"
+            ) from None
+        raise UserError(_unreadable(path, exc)) from None
+    except Exception as exc:  # truncated zip, garbage bytes, a directory, EOF, ...
+        raise UserError(_unreadable(path, exc)) from None
+
+
+def _unreadable(path: Path, exc: BaseException) -> str:
+    first = str(exc).strip().splitlines()[0].split(". ")[0][:100] if str(exc).strip() else ""
+    detail = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    return (
+        f"cannot read {path}: truncated or not a PyTorch checkpoint ({detail}); "
+        "point ckpt at a complete last.ckpt or generator.pt"
+    )
 
 
 def generator_export(generator: Generator, **extra: Any) -> dict[str, Any]:
@@ -45,15 +98,18 @@ def load_generator(
         raise UserError(
             f"checkpoint not found: {path} (pass ckpt=PATH to a last.ckpt or generator.pt)"
         )
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # unreadable, truncated, not a torch file
-        raise UserError(
-            f"cannot read {path} as a PyTorch checkpoint ({type(exc).__name__})"
-        ) from exc
+    payload = safe_torch_load(path, what="checkpoint")
     if not isinstance(payload, dict):
         raise UserError(f"{path} is not a stylegan checkpoint or generator.pt")
     if payload.get("format") == GENERATOR_FORMAT:
+        version = payload.get("version")
+        if not isinstance(version, int) or version < 1:
+            raise UserError(f"{path}: generator.pt format version {version!r} is not one we wrote")
+        if version > GENERATOR_VERSION:
+            raise UserError(
+                f"{path} is generator.pt format version {version}, newer than this stylegan reads "
+                f"({GENERATOR_VERSION}); upgrade stylegan to load it"
+            )
         config, state, source = payload["config"], payload["state_dict"], "export"
         info = {"resolution": payload.get("resolution"), "images_seen": payload.get("images_seen")}
     elif isinstance(payload.get("stylegan"), dict) and "state_dict" in payload:

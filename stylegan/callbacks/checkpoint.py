@@ -13,11 +13,21 @@ from typing import Any
 import lightning as L
 from lightning.fabric.plugins import TorchCheckpointIO
 
-from stylegan.checkpoints import atomic_torch_save
+from stylegan.checkpoints import atomic_torch_save, safe_torch_load
+from stylegan.errors import UserError
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning's torch checkpoint IO, but written to a temp file and renamed into place."""
+    """Lightning's torch checkpoint IO, but written to a temp file and renamed into place, and
+    read back (``ckpt_path=`` resume) with :func:`~stylegan.checkpoints.safe_torch_load`."""
+
+    def load_checkpoint(
+        self, path: Any, map_location: Any | None = None, weights_only: bool | None = None
+    ) -> dict[str, Any]:
+        checkpoint = safe_torch_load(path, what="ckpt_path")
+        if not isinstance(checkpoint, dict):
+            raise UserError(f"ckpt_path={path} is not a training checkpoint (a last.ckpt)")
+        return checkpoint
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
