@@ -20,7 +20,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from stylegan.augment import build_augment
-from stylegan.callbacks import AtomicCheckpointIO, ProgressiveGrowing
+from stylegan.callbacks import AtomicCheckpointIO, DivergenceGuard, ExactResume, ProgressiveGrowing
 from stylegan.cli import run_reporting_user_errors
 from stylegan.errors import ConfigError, UserError
 from stylegan.module import StyleGANModule
@@ -56,6 +56,7 @@ def build_module(cfg: DictConfig, schedule: ProgressiveSchedule) -> StyleGANModu
     loss.pop("max_lr", None)  # already applied to the schedule
     training = OmegaConf.to_container(cfg.training, resolve=True)
     training.pop("lr_multiplier", None)  # already applied to the schedule
+    training.pop("on_nonfinite", None)  # the divergence guard's, not the module's
     try:
         generator = instantiate(cfg.model.generator)
         discriminator = instantiate(cfg.model.discriminator)
@@ -77,8 +78,14 @@ def build_module(cfg: DictConfig, schedule: ProgressiveSchedule) -> StyleGANModu
 
 
 def build_callbacks(cfg: DictConfig, schedule: ProgressiveSchedule) -> list[L.Callback]:
-    # The progressive callback comes first: the others read the state it applies.
-    callbacks: list[L.Callback] = [ProgressiveGrowing(schedule)]
+    # The progressive callback comes first: the others read the state it applies. Then the
+    # training RNG streams / loader position, and the divergence guard, which must see every step
+    # before anything that writes a checkpoint.
+    callbacks: list[L.Callback] = [
+        ProgressiveGrowing(schedule),
+        ExactResume(),
+        DivergenceGuard(policy=cfg.training.get("on_nonfinite", "stop")),
+    ]
     for conf in (cfg.get("callbacks") or {}).values():
         if conf is not None and "_target_" in conf:
             callbacks.append(instantiate(conf))

@@ -3,14 +3,18 @@ bit-identical resume after SIGKILL, hostile images, failing checkpoint writes, t
 one cache."""
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 from conftest import ROOT
 
+from stylegan.callbacks import DivergenceError
+from stylegan.callbacks.resume import capture_rng, restore_rng
 from stylegan.checkpoints import (
     GENERATOR_VERSION,
     atomic_torch_save,
@@ -18,8 +22,10 @@ from stylegan.checkpoints import (
     load_generator,
     safe_torch_load,
 )
-from stylegan.errors import UserError
+from stylegan.data.celeba import ShuffledPasses
+from stylegan.errors import ConfigError, UserError
 from stylegan.networks import Generator
+from train import train
 
 TINY = dict(z_dim=16, w_dim=16, mapping_layers=2, channel_base=128, channel_max=16)
 
@@ -126,3 +132,194 @@ def test_our_files_need_nothing_outside_the_allow_list(smoke_run):
     """Every file a run writes loads with weights_only=True and the (empty) allow-list."""
     for path in (smoke_run / "checkpoints" / "last.ckpt", smoke_run / "generator.pt"):
         assert isinstance(safe_torch_load(path), dict)
+
+
+# ---------------------------------------------------------------------------- divergence guard
+def _all_finite(ckpt: Path) -> bool:
+    state = safe_torch_load(ckpt)["state_dict"]
+    return all(t.isfinite().all() for t in state.values() if t.is_floating_point())
+
+
+def test_a_diverging_run_stops_and_last_ckpt_keeps_the_last_finite_state(train_config, tmp_path):
+    """8px trains normally; 16px has an lr of 1e30, so its first steps blow up. The run stops with
+    one line, and nothing written after the 8px -> 16px checkpoint holds the diverged state."""
+    cfg = train_config(
+        "loss.max_lr=null",
+        "+stage.lr.16=1.0e30",
+        "stage.total_kimg=1.0",
+        "callbacks.checkpoint.every_kimg=0.2",
+        "callbacks.checkpoint.keep=0",
+        "callbacks.samples=null",
+    )
+    with pytest.raises(DivergenceError) as error:
+        train(cfg)
+    message = str(error.value)
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    assert "\n" not in message and "training diverged at kimg 0.5" in message, message
+    assert "loss" in message and f"last finite checkpoint is {last} (kimg 0.512)" in message
+    assert safe_torch_load(last)["stylegan"]["progress"]["images_seen"] == 512
+    for ckpt in (tmp_path / "checkpoints").glob("*.ckpt"):
+        assert _all_finite(ckpt), ckpt
+    assert not (tmp_path / "generator.pt").exists()
+
+
+@pytest.fixture
+def nan_batch(monkeypatch):
+    """Batch number 5 of the run is all NaN: the discriminator loss of that step is NaN."""
+    from stylegan.data import CelebADataModule
+
+    real = CelebADataModule.on_after_batch_transfer
+    calls = []
+
+    def poisoned(self, batch, dataloader_idx):
+        batch = real(self, batch, dataloader_idx)
+        calls.append(1)
+        return torch.full_like(batch, float("nan")) if len(calls) == 5 else batch
+
+    monkeypatch.setattr(CelebADataModule, "on_after_batch_transfer", poisoned)
+
+
+def test_a_nan_loss_stops_the_run_naming_the_loss(train_config, nan_batch, tmp_path):
+    cfg = train_config("stage.total_kimg=0.3", "callbacks.samples=null")
+    with pytest.raises(DivergenceError, match=r"kimg 0\.064: the discriminator loss") as error:
+        train(cfg)
+    assert "no finite checkpoint was written before it" in str(error.value)
+    assert not (tmp_path / "checkpoints" / "last.ckpt").exists()
+
+
+def test_skip_step_drops_the_non_finite_step_and_finishes(train_config, nan_batch, tmp_path):
+    cfg = train_config(
+        "training.on_nonfinite=skip_step", "stage.total_kimg=0.3", "callbacks.samples=null"
+    )
+    with pytest.warns(UserWarning, match=r"skipped a non-finite step at kimg 0\.064") as caught:
+        train(cfg)
+    assert sum("skipped a non-finite step" in str(w.message) for w in caught) == 1
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    assert safe_torch_load(last)["stylegan"]["progress"]["images_seen"] == 304
+    assert _all_finite(last)
+
+
+def test_an_unknown_policy_is_a_one_line_config_error(train_config):
+    with pytest.raises(ConfigError, match=r"training\.on_nonfinite must be stop or skip_step"):
+        train(train_config("training.on_nonfinite=ignore"))
+
+
+# ---------------------------------------------------------------------------- exact resume
+def test_the_sampler_resumes_at_any_draw():
+    full = list(ShuffledPasses(10, passes=3, seed=1))
+    for start in (0, 3, 10, 17, 30):
+        resumed = ShuffledPasses(10, passes=3, seed=1, start=start)
+        assert list(resumed) == full[start:] and len(resumed) == 30 - start
+
+
+def test_rng_streams_survive_a_checkpoint_round_trip(tmp_path):
+    import random
+
+    import numpy as np
+
+    torch.manual_seed(3), np.random.seed(3), random.seed(3)
+    state = capture_rng()
+    expected = (torch.rand(4), np.random.rand(4), random.random())
+    atomic_torch_save({"rng": state}, tmp_path / "rng.ckpt")
+    torch.manual_seed(9), np.random.seed(9), random.seed(9)
+    restore_rng(safe_torch_load(tmp_path / "rng.ckpt")["rng"])  # weights_only, empty allow-list
+    assert torch.equal(torch.rand(4), expected[0])
+    assert np.array_equal(np.random.rand(4), expected[1]) and random.random() == expected[2]
+
+
+def _start_killed_run(run_dir: Path, cache: Path, celeba_root: Path, num_workers: int):
+    args = [
+        "experiment=smoke",
+        "logger=none",
+        f"data.root={celeba_root}",
+        f"data.num_workers={num_workers}",
+        f"paths.cache_dir={cache}",
+        "callbacks.checkpoint.every_kimg=0.2",
+        "callbacks.checkpoint.keep=0",
+        f"hydra.run.dir={run_dir}",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "train.py", *args],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+    )
+    return proc, args
+
+
+def _kill_after(proc: subprocess.Popen, last: Path, images: int) -> dict:
+    deadline = time.time() + 300
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            if last.exists() and _progress(last)["images_seen"] > images:
+                break
+            time.sleep(0.1)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    return safe_torch_load(last)
+
+
+def _progress(ckpt: Path) -> dict:
+    return safe_torch_load(ckpt)["stylegan"]["progress"]  # writes are atomic: always whole
+
+
+def _assert_bit_identical(ckpt: Path, reference: Path) -> None:
+    a, b = safe_torch_load(ckpt), safe_torch_load(reference)
+    assert a["stylegan"]["progress"] == b["stylegan"]["progress"]
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    different = [k for k, v in a["state_dict"].items() if not torch.equal(v, b["state_dict"][k])]
+    assert not different, f"{len(different)} tensors differ, e.g. {different[:3]}"
+
+    def tensors(obj):
+        if torch.is_tensor(obj):
+            return [obj]
+        if isinstance(obj, dict):
+            return [t for key in sorted(obj, key=str) for t in tensors(obj[key])]
+        if isinstance(obj, list | tuple):
+            return [t for item in obj for t in tensors(item)]
+        return []
+
+    moments_a, moments_b = tensors(a["optimizer_states"]), tensors(b["optimizer_states"])
+    assert len(moments_a) == len(moments_b) > 0
+    assert all(torch.equal(x, y) for x, y in zip(moments_a, moments_b, strict=True))
+
+
+@pytest.mark.slow
+def test_a_sigkilled_run_resumes_bit_identically(smoke_run, tmp_path, celeba_root):
+    """SIGKILL two CLI runs mid-epoch (num_workers 0 at 32px, num_workers 2 at 16px), resume each
+    from its last.ckpt, and resume one from the checkpoint written at the 8px -> 16px change: all
+    three end with the uninterrupted smoke run's weights, EMA, w_avg and Adam moments, bit for bit.
+    """
+    cache = smoke_run.parent / "cache"
+    runs = {0: (tmp_path / "k0", 1600), 2: (tmp_path / "k2", 700)}
+    procs = {nw: _start_killed_run(d, cache, celeba_root, nw) for nw, (d, _) in runs.items()}
+    resumes = []
+    for nw, (run_dir, images) in runs.items():
+        proc, args = procs[nw]
+        killed = _kill_after(proc, run_dir / "checkpoints" / "last.ckpt", images)
+        loader = killed["callbacks"]["ExactResume"]["loader"]
+        assert loader["batches"] > 0, loader  # killed mid-epoch, not at a resolution change
+        resumes.append([*args, f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}"])
+    epoch_end = tmp_path / "k2" / "checkpoints" / "kimg000000.512.ckpt"
+    assert _progress(epoch_end)["resolution"] == 8  # written as 8px ended
+    resumes.append([*resumes[1][:-2], f"hydra.run.dir={tmp_path / 'e'}", f"ckpt_path={epoch_end}"])
+    resumes[2] = [a.replace("data.num_workers=2", "data.num_workers=0") for a in resumes[2]]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "train.py", *args],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+        for args in resumes
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err[-3000:]
+    reference = smoke_run / "checkpoints" / "last.ckpt"
+    for run_dir in (tmp_path / "k0", tmp_path / "k2", tmp_path / "e"):
+        _assert_bit_identical(run_dir / "checkpoints" / "last.ckpt", reference)

@@ -3,7 +3,10 @@
 Lightning's ``ModelCheckpoint`` counts optimizer steps, which under manual optimization with two
 optimizers and a batch size that changes per resolution says little about training progress; this
 callback counts images instead and saves at every resolution change too. All files go through
-:class:`AtomicCheckpointIO`, so a kill mid-write never leaves a corrupt ``last.ckpt``.
+:class:`AtomicCheckpointIO`, so a kill mid-write never leaves a corrupt ``last.ckpt``; a write
+that fails (disk full, read-only) leaves the previous ``last.ckpt`` intact and stops the run with
+one line naming the path (:class:`~stylegan.atomic.WriteError`). Before anything is written the
+divergence guard checks the state (``on_save_checkpoint``), so no checkpoint is ever non-finite.
 """
 
 import shutil
@@ -13,6 +16,7 @@ from typing import Any
 import lightning as L
 from lightning.fabric.plugins import TorchCheckpointIO
 
+from stylegan.atomic import atomic_path
 from stylegan.checkpoints import atomic_torch_save, safe_torch_load
 from stylegan.errors import UserError
 
@@ -51,20 +55,24 @@ class PeriodicCheckpoint(L.Callback):
     def last_path(self) -> Path:
         return self.dirpath / "last.ckpt"
 
+    @property
+    def last_saved_images(self) -> int:
+        """Images seen in the newest ``last.ckpt`` this run wrote; -1 = none yet."""
+        return self._images_at_last_save
+
     def _periodic_name(self, images_seen: int) -> str:
         return f"kimg{images_seen / 1000:010.3f}.ckpt"
 
     def _save(self, trainer: L.Trainer, images_seen: int) -> None:
         if images_seen == self._images_at_last_save:
             return
-        self._images_at_last_save = images_seen
         periodic = self.dirpath / self._periodic_name(images_seen)
         trainer.save_checkpoint(periodic, weights_only=False)  # every rank calls it; rank 0 writes
         if trainer.is_global_zero:
-            tmp = self.last_path.with_name(".last.ckpt.copy")
-            shutil.copyfile(periodic, tmp)
-            tmp.replace(self.last_path)
+            with atomic_path(self.last_path) as tmp:
+                shutil.copyfile(periodic, tmp)
             self._prune()
+        self._images_at_last_save = images_seen
         trainer.strategy.barrier("periodic_checkpoint")
 
     def _prune(self) -> None:

@@ -6,6 +6,10 @@ learning rate) from the module's ``images_seen`` with the pure
 module which resolution and per-device batch size its next loader must serve. It stops training
 once the schedule's total length is reached. It holds no state of its own: ``images_seen`` lives
 in the module's checkpoint, so a resumed run continues with the same resolution and alpha.
+The data module is pointed at the stage when fitting starts (before the first loader is built);
+the module gets the state when training starts, after Lightning has restored the optimizers, so
+a phase change that clears Adam's moments does so on the restored state, as it did in the run
+that wrote the checkpoint.
 """
 
 from typing import Any
@@ -26,7 +30,12 @@ class ProgressiveGrowing(L.Callback):
         self.schedule = schedule
 
     def _apply(
-        self, trainer: L.Trainer, module: StyleGANModule, batch_resolution: int | None
+        self,
+        trainer: L.Trainer,
+        module: StyleGANModule,
+        batch_resolution: int | None,
+        *,
+        to_module: bool = True,
     ) -> None:
         """Point the data module at the scheduled stage; apply it to the module if the current
         loader serves it. Otherwise the module ends the epoch on this batch and keeps the state it
@@ -42,7 +51,7 @@ class ProgressiveGrowing(L.Callback):
         if datamodule is None or not hasattr(datamodule, "set_stage"):
             raise ConfigError("progressive growing needs a data module with set_stage()")
         datamodule.set_stage(state.resolution, state.batch_size // world)
-        if batch_resolution in (None, state.resolution):
+        if to_module and batch_resolution in (None, state.resolution):
             module.apply_progress(state)
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: StyleGANModule) -> None:
@@ -52,9 +61,12 @@ class ProgressiveGrowing(L.Callback):
                 f"{self.schedule.final_resolution}px is faded in "
                 f"({self.schedule.images_to_reach_final() / 1000:g} kimg needed)"
             )
-        self._apply(trainer, pl_module, batch_resolution=None)
+        self._apply(trainer, pl_module, batch_resolution=None, to_module=False)
         if pl_module.images_seen >= self.schedule.total_images:
             trainer.should_stop = True
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: StyleGANModule) -> None:
+        self._apply(trainer, pl_module, batch_resolution=None)
 
     def on_train_batch_start(
         self, trainer: L.Trainer, pl_module: StyleGANModule, batch: Tensor, batch_idx: int

@@ -101,27 +101,32 @@ class ShuffledPasses(DistributedSampler):
     rank (``size // world`` each; the remainder sits the pass out), and yields draw indices
     ``p * size + image`` for :class:`_ImagesAtResolution`. Lazy: one permutation at a time.
     A ``DistributedSampler`` so that Lightning neither replaces nor wraps it; ``set_epoch`` (called
-    by Lightning every epoch) reshuffles.
+    by Lightning every epoch) reshuffles. ``start`` skips that many draws of the epoch (a resumed
+    run's position): the rest of the stream is exactly what an uninterrupted loader would yield.
     """
 
-    def __init__(self, size: int, *, passes: int, seed: int, rank: int = 0, world: int = 1):
+    def __init__(
+        self, size: int, *, passes: int, seed: int, rank: int = 0, world: int = 1, start: int = 0
+    ):
         if size < world:
             raise DataError(f"{size} images cannot be split over {world} processes")
         # DistributedSampler's own __init__ would need torch.distributed; set its fields here.
         self.size, self.passes, self.seed, self.rank, self.world = size, passes, seed, rank, world
         self.num_replicas, self.shuffle, self.drop_last, self.epoch = world, True, True, 0
         self.per_pass = size // world
-        self.num_samples = self.total_size = self.per_pass * passes
+        self.start = min(max(0, start), self.per_pass * passes)
+        self.num_samples = self.total_size = self.per_pass * passes - self.start
 
     def __len__(self) -> int:
-        return self.per_pass * self.passes
+        return self.per_pass * self.passes - self.start
 
     def __iter__(self) -> Iterator[int]:
-        for index in range(self.passes):
+        first_pass, offset = divmod(self.start, self.per_pass)
+        for index in range(first_pass, self.passes):
             generator = torch.Generator().manual_seed(_mix(self.seed, self.epoch, index) >> 1)
             order = torch.randperm(self.size, generator=generator)
             mine = order[self.rank :: self.world][: self.per_pass]
-            yield from (mine + index * self.size).tolist()
+            yield from (mine + index * self.size)[offset if index == first_pass else 0 :].tolist()
 
 
 class CelebADataModule(L.LightningDataModule):
@@ -189,6 +194,7 @@ class CelebADataModule(L.LightningDataModule):
         self.resolution: int | None = None  # what train_dataloader() serves next
         self.batch_size: int | None = None  # per device
         self._prepared: PreparedImages | None = None
+        self._resume: tuple[int, int] | None = None  # (epoch, batches already trained in it)
 
     # ------------------------------------------------------------------ selecting images
     @property
@@ -324,6 +330,11 @@ class CelebADataModule(L.LightningDataModule):
             raise ConfigError(f"{resolution}px is not among data.resolutions {self.resolutions}")
         self.resolution, self.batch_size = resolution, batch_size
 
+    def resume_at(self, *, epoch: int, batches: int) -> None:
+        """The next loader of ``epoch`` starts after the ``batches`` a resumed run already trained
+        on (set from the checkpoint by :class:`~stylegan.callbacks.ExactResume`)."""
+        self._resume = (epoch, batches)
+
     def train_dataloader(self) -> DataLoader:
         if self.resolution is None or self.batch_size is None:
             raise ConfigError("call set_stage(resolution, batch_size) before train_dataloader()")
@@ -344,8 +355,12 @@ class CelebADataModule(L.LightningDataModule):
             passes=passes,
             flip_seed=_mix(self.seed, epoch, 1),
         )
+        start = 0
+        if self._resume is not None and self._resume[0] == epoch:
+            start = self._resume[1] * self.batch_size  # draws trained on before the checkpoint
+            self._resume = None
         sampler = ShuffledPasses(
-            len(prepared), passes=passes, seed=self.seed, rank=rank, world=world
+            len(prepared), passes=passes, seed=self.seed, rank=rank, world=world, start=start
         )
         sampler.set_epoch(epoch)
         return DataLoader(

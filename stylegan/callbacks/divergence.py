@@ -1,0 +1,155 @@
+"""The divergence guard: no non-finite state is ever written over a finite one.
+
+Before every optimizer step (Lightning's ``on_before_optimizer_step``, which manual optimization
+runs too) the guard reduces that step's gradients to one on-device flag: a NaN or Inf in a loss
+makes its gradients non-finite. What happens then is ``training.on_nonfinite``:
+
+- ``stop`` (default): the flag is only accumulated on the device (no host sync per step) and read
+  on logging steps, at epoch ends, at the end of training and before every checkpoint write; a
+  non-finite flag stops training with one :class:`DivergenceError` line naming the kimg, the loss,
+  and the last finite checkpoint. Nothing is written after the divergence: ``last.ckpt``, the
+  periodic checkpoints, ``best.ckpt`` and ``generator.pt`` keep the last finite state.
+- ``skip_step``: the flag is read every step (one sync per optimizer step) and a non-finite step
+  is dropped: its gradients are cleared, so Adam leaves those weights and moments untouched.
+  Each skip is one warning line.
+
+Independently of the policy, every checkpoint's weights are checked before it is written
+(``on_save_checkpoint``), so a state that went non-finite some other way (e.g. an lr so large the
+weights overflow) is never saved either. Under fp16 mixed precision the GradScaler already skips
+steps with non-finite gradients, so only the weights are checked there.
+"""
+
+import math
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_warn
+
+from stylegan.errors import ConfigError, UserError
+
+POLICIES = ("stop", "skip_step")
+_LOSSES = (
+    "the generator loss (loss/g)",
+    "the discriminator loss (loss/d with its penalties)",
+)
+
+
+class DivergenceError(UserError):
+    """Training produced NaN/Inf; the message says where and which checkpoint is still good."""
+
+
+class DivergenceGuard(L.Callback):
+    """Stops (or skips) on non-finite losses; never lets a non-finite state reach a checkpoint."""
+
+    def __init__(self, *, policy: str = "stop") -> None:
+        if policy not in POLICIES:
+            raise ConfigError(
+                f"training.on_nonfinite must be {' or '.join(POLICIES)}, got {policy!r}"
+            )
+        self.policy = policy
+        self.skipped_steps = 0
+        self._bad: torch.Tensor | None = None  # [2] bool: G's / D's gradients were non-finite
+        self._first_bad_images: torch.Tensor | None = None  # [2] images seen at the first one
+
+    # ------------------------------------------------------------------ per step
+    def on_train_start(self, trainer: L.Trainer, pl_module: Any) -> None:
+        self._bad = torch.zeros(2, dtype=torch.bool, device=pl_module.device)
+        self._first_bad_images = torch.full((2,), -1, dtype=torch.long, device=pl_module.device)
+
+    def on_before_optimizer_step(
+        self, trainer: L.Trainer, pl_module: Any, optimizer: torch.optim.Optimizer
+    ) -> None:
+        scaler = getattr(trainer.precision_plugin, "scaler", None)
+        if scaler is not None and scaler.is_enabled():
+            return  # fp16: the GradScaler skips non-finite steps itself
+        grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+        if not grads or self._bad is None:
+            return
+        # Max-abs per tensor: NaN/Inf survive it, large finite values do not overflow.
+        finite = torch.stack(torch._foreach_norm(grads, math.inf)).isfinite().all()
+        which = 0 if optimizer is trainer.optimizers[0] else 1
+        if self.policy == "skip_step":
+            if not bool(finite):  # one sync per step: the price of deciding now
+                for group in optimizer.param_groups:
+                    for p in group["params"]:
+                        p.grad = None  # Adam skips parameters without a gradient
+                self.skipped_steps += 1
+                rank_zero_warn(
+                    f"skipped a non-finite step at kimg {pl_module.images_seen / 1000:.3f}: "
+                    f"{_LOSSES[which]} is NaN/Inf ({self.skipped_steps} skipped so far)"
+                )
+            return
+        newly = ~finite & ~self._bad[which]
+        self._first_bad_images[which] = torch.where(
+            newly, pl_module.images_seen, self._first_bad_images[which]
+        )
+        self._bad[which] |= ~finite
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        connector = getattr(trainer, "_logger_connector", None)
+        if getattr(connector, "should_update_logs", True):  # the step syncs for logging anyway
+            self.check(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: Any) -> None:
+        self.check(trainer, pl_module)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: Any) -> None:
+        self.check(trainer, pl_module)  # before generator.pt is exported
+
+    # ------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(
+        self, trainer: L.Trainer, pl_module: Any, checkpoint: dict[str, Any]
+    ) -> None:
+        self.check(trainer, pl_module)
+        bad = [
+            name
+            for name, tensor in checkpoint.get("state_dict", {}).items()
+            if torch.is_tensor(tensor)
+            and tensor.is_floating_point()
+            and not bool(tensor.isfinite().all())
+        ]
+        if bad:
+            raise DivergenceError(
+                self._message(
+                    trainer,
+                    pl_module,
+                    f"{len(bad)} weight tensor(s) are NaN/Inf (e.g. {bad[0]})",
+                    pl_module.images_seen,
+                )
+            )
+
+    # ------------------------------------------------------------------ reporting
+    def check(self, trainer: L.Trainer, pl_module: Any) -> None:
+        """Raise :class:`DivergenceError` if any step so far had non-finite gradients."""
+        if self._bad is None or not bool(self._bad.any()):
+            return
+        first = self._first_bad_images.tolist()
+        # The earliest; within one step D's update comes first (and poisons G's loss).
+        which = min((w for w in (0, 1) if first[w] >= 0), key=lambda w: (first[w], w == 0))
+        values = [
+            f"{name}={float(value):g}"
+            for name, value in trainer.callback_metrics.items()
+            if name.startswith("loss/") and not math.isfinite(float(value))
+        ]
+        detail = f"{_LOSSES[which]} became NaN/Inf" + (f" ({', '.join(values)})" if values else "")
+        raise DivergenceError(self._message(trainer, pl_module, detail, first[which]))
+
+    def _message(self, trainer: L.Trainer, pl_module: Any, detail: str, images: int) -> str:
+        last = next(
+            (cb for cb in trainer.callbacks if hasattr(cb, "last_path")),
+            None,
+        )
+        if last is not None and last.last_path.is_file():
+            kimg = getattr(last, "last_saved_images", None)
+            at = f" (kimg {kimg / 1000:.3f})" if kimg is not None and kimg >= 0 else ""
+            good = f"the last finite checkpoint is {last.last_path}{at}; resume from it"
+        else:
+            good = "no finite checkpoint was written before it; restart"
+        return (
+            f"training diverged at kimg {images / 1000:.3f}: {detail}; stopped without saving "
+            f"that state, {good} with a lower lr (training.lr_multiplier) or "
+            "training.on_nonfinite=skip_step"
+        )
