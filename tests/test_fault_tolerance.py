@@ -323,3 +323,45 @@ def test_a_sigkilled_run_resumes_bit_identically(smoke_run, tmp_path, celeba_roo
     reference = smoke_run / "checkpoints" / "last.ckpt"
     for run_dir in (tmp_path / "k0", tmp_path / "k2", tmp_path / "e"):
         _assert_bit_identical(run_dir / "checkpoints" / "last.ckpt", reference)
+
+
+# ---------------------------------------------------------------------------- failing writes
+@pytest.mark.parametrize(
+    ("errno_", "reason"),
+    [(28, "No space left on device"), (30, "Read-only file system")],
+    ids=["disk-full", "read-only"],
+)
+def test_a_failed_checkpoint_write_keeps_last_ckpt_and_is_one_line(
+    train_config, tmp_path, monkeypatch, errno_, reason
+):
+    """The third checkpoint write dies half-way (a patched writer: a test cannot fill the disk or
+    remount it read-only here). The run stops with one line naming the file; last.ckpt still holds
+    the second checkpoint and no temporary file is left behind."""
+    import stylegan.atomic
+
+    real_save, calls = torch.save, []
+
+    def failing_save(obj, f, *args, **kwargs):
+        calls.append(Path(f))
+        if len(calls) == 3:
+            Path(f).write_bytes(b"half a checkpoint")
+            raise OSError(errno_, os.strerror(errno_))
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(stylegan.atomic.torch, "save", failing_save)
+    cfg = train_config(
+        "stage.total_kimg=1.0", "callbacks.checkpoint.every_kimg=0.2", "callbacks.samples=null"
+    )
+    with pytest.raises(UserError) as error:
+        train(cfg)
+    monkeypatch.undo()
+    folder = tmp_path / "checkpoints"
+    message = str(error.value)
+    assert "\n" not in message and reason in message, message
+    assert f"cannot write {folder / 'kimg000000.512.ckpt'}" in message
+    assert safe_torch_load(folder / "last.ckpt")["stylegan"]["progress"]["images_seen"] == 400
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "kimg000000.208.ckpt",
+        "kimg000000.400.ckpt",
+        "last.ckpt",
+    ]
