@@ -365,3 +365,113 @@ def test_a_failed_checkpoint_write_keeps_last_ckpt_and_is_one_line(
         "kimg000000.400.ckpt",
         "last.ckpt",
     ]
+
+
+# ---------------------------------------------------------------------------- hostile images
+def _png_header_only(path: Path, width: int, height: int) -> None:
+    """A PNG whose header claims ``width`` x ``height`` RGB pixels (a few bytes on disk)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
+
+
+@pytest.fixture
+def hostile_folder(celeba_root, tmp_path, monkeypatch) -> dict:
+    """40 CelebA images plus one of each hostile kind; PIL's bomb limit lowered to 100k pixels so
+    a real, decodable image can sit between the limit and twice the limit (where PIL only warns)."""
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    sources = sorted((celeba_root / "img_align_celeba").glob("*.jpg"))[:40]
+    for src in sources:
+        (folder / src.name).write_bytes(src.read_bytes())
+    face = Image.open(sources[0]).convert("RGB")
+    w = face.width
+    rgba = np.array(face.convert("RGBA"))
+    rgba[:, w // 2 :, 3] = 0  # the right half is transparent
+    Image.fromarray(rgba).save(folder / "x_alpha.png")
+    face.convert("L").save(folder / "x_gray.png")
+    face.convert("CMYK").save(folder / "x_cmyk.jpg", quality=95)
+    Image.new("RGB", (1, 1), (200, 10, 10)).save(folder / "x_tiny.png")
+    (folder / "x_empty.jpg").write_bytes(b"")
+    _png_header_only(folder / "x_bomb.png", 20000, 20000)  # above twice the real limit
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100_000)
+    Image.new("RGB", (400, 400), (9, 9, 9)).save(folder / "x_big.png")  # 1.6x the patched limit
+    noperm = folder / "x_noperm.jpg"
+    noperm.write_bytes(sources[1].read_bytes())
+    noperm.chmod(0)
+    # Tests run as root, and root reads a mode-000 file anyway; so open() is patched to refuse it
+    # the way the kernel refuses anyone else (EACCES), whoever runs the test.
+    real_open = Image.open
+
+    def open_like_the_kernel(fp, *args, **kwargs):
+        if Path(fp) == noperm and not noperm.stat().st_mode & 0o444:
+            raise PermissionError(13, "Permission denied", str(fp))
+        return real_open(fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image, "open", open_like_the_kernel)
+    return {"folder": folder, "good": [s.name for s in sources], "face": face}
+
+
+def test_hostile_images_are_converted_or_skipped_and_counted_in_one_line(hostile_folder, tmp_path):
+    import warnings
+
+    import numpy as np
+    from PIL import Image
+
+    from stylegan.data import Crop, build_cache
+
+    folder = hostile_folder["folder"]
+    names = sorted(p.name for p in folder.iterdir())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        prepared = build_cache(
+            names, root=folder, resolutions=[8], crop=Crop(), cache_dir=tmp_path / "c"
+        )
+    lines = [str(w.message) for w in caught if "skipped" in str(w.message)]
+    assert len(lines) == 1 and "\n" not in lines[0], lines
+    for part in (
+        "skipped 5 unreadable or unusable image(s) of 48",
+        "1 empty",
+        "1 unreadable (permission denied)",
+        "2 above the decompression-bomb limit",
+        "1 too small (crop under 8px)",
+    ):
+        assert part in lines[0], lines[0]
+    converted = ["x_alpha.png", "x_cmyk.jpg", "x_gray.png"]
+    assert prepared.files == sorted(hostile_folder["good"] + converted)
+    rows = {name: prepared.array(8)[prepared.files.index(name)] for name in converted}
+    assert (rows["x_alpha.png"][:, :, -1] == 255).all()  # transparent -> white, not hidden RGB
+    assert (rows["x_alpha.png"][:, :, :2] < 250).any()  # the opaque half is the face
+    gray = rows["x_gray.png"]
+    assert (gray[0] == gray[1]).all() and (gray[1] == gray[2]).all()
+    face = Crop().box(*hostile_folder["face"].size)
+    expected = np.asarray(
+        hostile_folder["face"].crop(face).resize((8, 8), Image.Resampling.LANCZOS)
+    ).transpose(2, 0, 1)
+    assert np.abs(rows["x_cmyk.jpg"].astype(int) - expected).mean() < 6  # colours, not inverted
+
+
+def test_training_on_a_hostile_folder_runs_to_the_end(hostile_folder, train_config, tmp_path):
+    cfg = train_config(
+        "data=folder",
+        f"data.root={hostile_folder['folder']}",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+        "stage.total_kimg=0.6",
+        "callbacks.samples=null",
+    )
+    train(cfg)
+    assert _progress(tmp_path / "checkpoints" / "last.ckpt")["images_seen"] == 608

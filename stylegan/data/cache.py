@@ -8,9 +8,16 @@ missing resolution in that pass; a later run that needs another resolution decod
 for that one. Files are written under temporary names (unique per process, in the same folder)
 and renamed into place with ``os.replace``, so a killed build is never mistaken for a finished one
 and concurrent builders (one per node under DDP) never write into each other's files; temporaries
-left by a killed build on this host are removed by the next build. Unreadable or truncated images
-are skipped and counted in one warning; truncated JPEGs raise because PIL's
-``ImageFile.LOAD_TRUNCATED_IMAGES`` is left at its default (off).
+left by a killed build on this host are removed by the next build.
+
+Hostile inputs: every mode PIL decodes becomes RGB (grayscale replicated, CMYK converted, images
+with an alpha channel or a transparent palette composited over white). Files that cannot be used
+are skipped and counted by reason in one warning line: empty files, files the process may not
+read, truncated or non-image files (PIL's ``ImageFile.LOAD_TRUNCATED_IMAGES`` stays off), images
+above PIL's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``; refused from the header, before
+decoding, so PIL's own warning is silenced), and images whose crop is under ``MIN_CROP_SIDE``
+pixels (a 1x1 image). The cache is built before training starts, so none of them can stop a run
+half-way.
 """
 
 import hashlib
@@ -31,9 +38,22 @@ from tqdm import tqdm
 
 from stylegan.errors import UserError
 
-RESIZE_METHOD = "pil-exif-lanczos-box-v3"  # part of the key: change it when decode/resize changes
+RESIZE_METHOD = "pil-exif-lanczos-box-v4"  # part of the key: change it when decode/resize changes
 MANIFEST = "manifest.json"
+MIN_CROP_SIDE = 8  # pixels; smaller crops (e.g. a 1x1 image) are skipped, not upsampled
+BACKGROUND = (255, 255, 255)  # what transparent pixels become
 log = logging.getLogger(__name__)
+# Images above the limit are refused from their header (see load_resized), never decoded.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+# Why an image was skipped: the first words of load_resized's reason -> the summary's wording.
+SKIP_REASONS = {
+    "empty": "empty",
+    "permission": "unreadable (permission denied)",
+    "too-large": "above the decompression-bomb limit",
+    "too-small": f"too small (crop under {MIN_CROP_SIDE}px)",
+    "unreadable": "truncated or not an image",
+}
 
 
 class DataError(UserError, FileNotFoundError):
@@ -75,17 +95,29 @@ def load_resized(
 ) -> tuple[dict[int, np.ndarray], int] | str:
     """Decode ``path`` once; crop and resize it to each resolution.
 
-    Returns ``({R: uint8 [3, R, R]}, crop side in pixels)``, or the one-line reason the file
-    could not be read (unreadable, truncated, not an image).
+    Returns ``({R: uint8 [3, R, R]}, crop side in pixels)``, or why the file cannot be used: one
+    line starting with a key of :data:`SKIP_REASONS`.
     """
     try:
+        if path.stat().st_size == 0:
+            return "empty: a zero-byte file"
         with Image.open(path) as image:
+            pixels, limit = image.width * image.height, Image.MAX_IMAGE_PIXELS
+            if limit and pixels > limit:
+                return f"too-large: {image.width}x{image.height} px is above PIL's limit of {limit}"
             image.load()  # the full decode: truncated files raise here
             if image.getexif().get(ExifTags.Base.Orientation, 1) != 1:
                 image = ImageOps.exif_transpose(image)  # phone photos in an image folder
-            rgb = image.convert("RGB")
+            rgb = _to_rgb(image)
+    except PermissionError as error:
+        return f"permission: {error.strerror or error}"
+    except Image.DecompressionBombError as error:  # above twice the limit: refused by PIL itself
+        return f"too-large: {error}".splitlines()[0]
     except Exception as error:  # PIL raises OSError, SyntaxError, ValueError, EOFError, ...
-        return f"{type(error).__name__}: {error}".splitlines()[0]
+        return f"unreadable: {type(error).__name__}: {error}".splitlines()[0]
+    side = crop.box(*rgb.size)[2] - crop.box(*rgb.size)[0]
+    if side < MIN_CROP_SIDE:
+        return f"too-small: {rgb.width}x{rgb.height} px gives a {side}px crop"
     cropped = rgb.crop(crop.box(*rgb.size))
     return resize_pyramid(cropped, resolutions), cropped.width
 
@@ -120,6 +152,26 @@ def resize_pyramid(cropped: Image.Image, resolutions: Sequence[int]) -> dict[int
             level, r = box_downsample(level), r // 2
         images[wanted] = np.ascontiguousarray(level)
     return images
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """RGB of any PIL mode; transparency (alpha, LA, a palette's transparent index) is
+    composited over :data:`BACKGROUND` instead of exposing whatever colour hides under it."""
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (*BACKGROUND, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def skip_summary(unreadable: Sequence[tuple[str, str]]) -> str:
+    """``"2 empty, 1 too small (crop under 8px)"``: the skipped files counted by reason."""
+    counts: dict[str, int] = {}
+    for _, reason in unreadable:
+        key = reason.split(":", 1)[0]
+        label = SKIP_REASONS.get(key, SKIP_REASONS["unreadable"])
+        counts[label] = counts.get(label, 0) + 1
+    return ", ".join(f"{n} {label}" for label, n in counts.items())
 
 
 class PreparedImages:
@@ -254,8 +306,8 @@ def build_cache(
         if unreadable:
             examples = ", ".join(f"{root / name} ({reason})" for name, reason in unreadable[:2])
             warnings.warn(
-                f"skipped {len(unreadable)} unreadable or truncated image(s) of {len(sources)}, "
-                f"e.g. {examples}",
+                f"skipped {len(unreadable)} unreadable or unusable image(s) of {len(sources)} "
+                f"({skip_summary(unreadable)}), e.g. {examples}",
                 stacklevel=2,
             )
             for r in missing:  # drop the unused rows at the end
@@ -277,6 +329,7 @@ def build_cache(
             {
                 "files": decoded,
                 "skipped": len(unreadable),
+                "skipped_by_reason": skip_summary(unreadable),
                 "skipped_examples": [f"{name}: {reason}" for name, reason in unreadable[:20]],
                 "crop": [crop.size, crop.center_y],
                 "resize": RESIZE_METHOD,
