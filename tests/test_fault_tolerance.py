@@ -475,3 +475,55 @@ def test_training_on_a_hostile_folder_runs_to_the_end(hostile_folder, train_conf
     )
     train(cfg)
     assert _progress(tmp_path / "checkpoints" / "last.ckpt")["images_seen"] == 608
+
+
+# ---------------------------------------------------------------------------- a shared cache
+@pytest.mark.slow
+def test_two_train_processes_share_one_cache_dir(tmp_path, celeba_root):
+    """Two train.py processes started together on the same data with one empty paths.cache_dir:
+    both build the prepared images and the FID real statistics at the same time; both finish,
+    reach the same FID, and leave one complete cache of each kind and no temporary files."""
+    cache = tmp_path / "cache"
+    common = [
+        "experiment=smoke",
+        "logger=none",
+        f"data.root={celeba_root}",
+        "data.limit=1024",  # enough decoding for the two builds to overlap
+        "data.num_workers=2",
+        f"paths.cache_dir={cache}",
+        "stage.total_kimg=0.6",
+        "callbacks.samples=null",
+        "callbacks.fid.feature_network=tiny",
+        "callbacks.fid.at_train_end=true",
+        "callbacks.fid.num_images=256",
+        "callbacks.progress_bar=null",
+        "trainer.enable_progress_bar=false",
+    ]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "train.py", *common, f"hydra.run.dir={tmp_path / name}"],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+        for name in ("a", "b")
+    ]
+    outputs = [proc.communicate(timeout=600) for proc in procs]
+    for proc, (_, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, err[-3000:]
+    fid_lines = [[ln for ln in out.splitlines() if ln.startswith("FID ")] for out, _ in outputs]
+    assert fid_lines[0] and fid_lines[0] == fid_lines[1], fid_lines  # same data, seed, stats
+    stats = list((cache / "fid").glob("fid-real-*.pt"))
+    assert len(stats) == 1 and safe_torch_load(stats[0])["n"] == 256
+    (prepared,) = [p for p in (cache / "data").iterdir() if p.is_dir()]
+    assert {p.name for p in prepared.iterdir()} == {
+        "manifest.json",
+        "images_8.npy",
+        "images_16.npy",
+        "images_32.npy",
+    }
+    assert not [p for p in cache.rglob("*") if p.name.startswith(".")]  # no temporaries left
+    for name in ("a", "b"):
+        assert _progress(tmp_path / name / "checkpoints" / "last.ckpt")["images_seen"] == 608
