@@ -527,3 +527,17 @@ def test_two_train_processes_share_one_cache_dir(tmp_path, celeba_root):
     assert not [p for p in cache.rglob("*") if p.name.startswith(".")]  # no temporaries left
     for name in ("a", "b"):
         assert _progress(tmp_path / name / "checkpoints" / "last.ckpt")["images_seen"] == 608
+
+
+def test_a_malicious_fid_statistics_cache_is_recomputed_not_run(tmp_path):
+    from stylegan.metrics import fid as fidmod
+
+    tiny = fidmod.load_feature_network("tiny")
+    images = torch.randint(0, 256, (10, 3, 16, 16), dtype=torch.uint8)
+    kw = dict(key="k", count=10, feature_name="tiny", cache_dir=tmp_path, batch_size=5)
+    path = fidmod.real_stats_cache_path(tmp_path, key="k", count=10, feature_name="tiny")
+    marker = tmp_path / "payload-ran"
+    torch.save({"format": "x", "note": _Payload(marker)}, path)
+    stats = fidmod.real_statistics(lambda bs: images.split(bs), feature_net=tiny, **kw)
+    assert stats.n == 10 and not marker.exists()
+    assert safe_torch_load(path)["n"] == 10  # replaced by real statistics

@@ -61,6 +61,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from stylegan.atomic import atomic_torch_save
+from stylegan.checkpoints import safe_torch_load
 from stylegan.errors import UserError
 from stylegan.imaging import to_uint8
 from stylegan.metrics.inception import FoldedGraph, UnsupportedGraphError
@@ -467,7 +468,7 @@ def _load_cache(path: Path, full_key: str) -> FeatureStats | None:
     if not path.is_file():
         return None
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
+        blob = safe_torch_load(path, what="FID statistics")  # never runs code in the file
         if (
             blob.get("format") != _CACHE_FORMAT
             or blob.get("version") != _CACHE_VERSION
