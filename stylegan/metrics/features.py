@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from stylegan.atomic import atomic_torch_save
+from stylegan.checkpoints import safe_torch_load
 from stylegan.imaging import to_uint8
 from stylegan.metrics.fid import (
     FeatureStats,
@@ -97,7 +98,7 @@ def _load(path: Path, full_key: str) -> Tensor | None:
     if not path.is_file():
         return None
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
+        blob = safe_torch_load(path, what="real features")  # never runs code in the file
         if (blob.get("format"), blob.get("version"), blob.get("key")) == (
             _CACHE_FORMAT,
             _CACHE_VERSION,
