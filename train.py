@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from stylegan.augment import build_augment
 from stylegan.callbacks import AtomicCheckpointIO, DivergenceGuard, ExactResume, ProgressiveGrowing
+from stylegan.checkpoints import safe_torch_load
 from stylegan.cli import run_reporting_user_errors
 from stylegan.errors import ConfigError, UserError
 from stylegan.module import StyleGANModule
@@ -102,6 +103,8 @@ def train(cfg: DictConfig) -> float | None:
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path and not Path(ckpt_path).is_file():
         raise UserError(f"ckpt_path={ckpt_path} does not exist (point it at a run's last.ckpt)")
+    if ckpt_path:  # refuse a hostile or broken file before preparing any data (tensors mapped)
+        safe_torch_load(ckpt_path, what="ckpt_path", mmap=True)
     schedule = build_schedule(cfg.stage, cfg.training.lr_multiplier, cfg.loss.get("max_lr"))
     module = build_module(cfg, schedule)
     datamodule = instantiate(cfg.data, resolutions=schedule.resolutions)

@@ -42,17 +42,20 @@ EMA_PREFIX = "generator_ema."
 ALLOWED_GLOBALS: list[Any] = []
 
 
-def safe_torch_load(path: str | os.PathLike, *, what: str = "a stylegan file") -> Any:
+def safe_torch_load(
+    path: str | os.PathLike, *, what: str = "a stylegan file", mmap: bool = False
+) -> Any:
     """``torch.load`` that never runs code: ``weights_only=True`` with :data:`ALLOWED_GLOBALS`.
 
     Raises a one-line :class:`UserError` for a file that is missing, truncated, not a PyTorch file,
-    or that names a global outside the allow-list (the message names it)."""
+    or that names a global outside the allow-list (the message names it). ``mmap=True`` maps the
+    tensors instead of reading them: a cheap check of a large file."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{what} not found: {path}")
     try:
         with torch.serialization.safe_globals(ALLOWED_GLOBALS):
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
         found = re.search(r"GLOBAL\s+([\w.]+)", str(exc))
         if found:
