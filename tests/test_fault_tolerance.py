@@ -541,3 +541,20 @@ def test_a_malicious_fid_statistics_cache_is_recomputed_not_run(tmp_path):
     stats = fidmod.real_statistics(lambda bs: images.split(bs), feature_net=tiny, **kw)
     assert stats.n == 10 and not marker.exists()
     assert safe_torch_load(path)["n"] == 10  # replaced by real statistics
+
+
+def test_ddp_ranks_draw_different_latents_from_one_seed():
+    """Every process is seeded alike; ExactResume offsets the streams by rank at train start, so
+    two ranks never generate the same fakes in a step."""
+    from types import SimpleNamespace
+
+    from stylegan.callbacks import ExactResume
+
+    draws = []
+    for rank in (0, 1, 0):
+        torch.manual_seed(7)
+        trainer = SimpleNamespace(world_size=2, global_rank=rank)
+        ExactResume().on_train_start(trainer, None)
+        draws.append(torch.randn(4))
+    assert not torch.equal(draws[0], draws[1])  # rank 0 vs rank 1
+    assert torch.equal(draws[0], draws[2])  # still a pure function of (seed, rank)

@@ -12,8 +12,9 @@ trained in it; on resume the data module's next loader starts at that draw
 
 A run resumed from any checkpoint (killed mid-epoch, or saved at a resolution change) therefore
 ends with the same weights, bit for bit, as the uninterrupted run on the same machine, for any
-``data.num_workers``. Under DDP each process has its own streams and only rank 0 writes, so there
-the streams restart from the seed (the loader position is still restored).
+``data.num_workers``. Under DDP each process has its own streams (the seed plus its rank, so ranks
+never draw the same latents) and only rank 0 writes, so there the streams restart from the seed
+(the loader position is still restored).
 """
 
 import random
@@ -63,6 +64,15 @@ def restore_rng(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def offset_streams_by_rank(rank: int) -> None:
+    """Reseed every RNG with ``seed + rank``: every process is seeded alike (so models start
+    equal), but ranks drawing the same latents, noise and mixing would train on duplicate fakes."""
+    seed = torch.initial_seed() + rank
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
 class ExactResume(L.Callback):
     """Keeps training's RNG streams apart from everything else and saves them with the loader's
     position, so that a resumed run continues exactly where the checkpoint left off."""
@@ -81,6 +91,8 @@ class ExactResume(L.Callback):
             datamodule.resume_at(epoch=self._epoch, batches=self._batches)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: Any) -> None:
+        if not self._single_process(trainer):
+            offset_streams_by_rank(trainer.global_rank)
         if self._rng is None or not self._single_process(trainer):
             self._rng = capture_rng()  # a fresh run: the streams as seeded
 
