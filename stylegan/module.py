@@ -15,6 +15,7 @@ from typing import Any
 
 import lightning as L
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 
 from stylegan import losses
@@ -264,6 +265,7 @@ class StyleGANModule(L.LightningModule):
         self.untoggle_optimizer(opt_g)
 
         global_batch = batch_size * self.trainer.world_size
+        self._average_w_avg_over_ranks()
         self.update_ema(global_batch)
         self.images_before_step = self.images_seen
         self.images_seen += global_batch
@@ -290,6 +292,15 @@ class StyleGANModule(L.LightningModule):
             prog_bar=True,
             logger=False,
         )
+
+    @torch.no_grad()
+    def _average_w_avg_over_ranks(self) -> None:
+        """Each rank moved ``w_avg`` towards its own latents; their mean is the update the global
+        batch makes (the update is linear), and it keeps every rank's buffer equal."""
+        if self.trainer.world_size > 1 and dist.is_available() and dist.is_initialized():
+            w_avg = self.generator.w_avg
+            dist.all_reduce(w_avg)  # SUM: gloo has no AVG
+            w_avg /= self.trainer.world_size
 
     def step_crossed(self, every_images: int) -> bool:
         """Whether the latest step passed a multiple of ``every_images`` (0 = never)."""
