@@ -20,7 +20,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from stylegan.checkpoints import load_generator
-from stylegan.cli import resolve_device, run_reporting_user_errors
+from stylegan.cli import resolve_device, run_hydra_main, run_reporting_user_errors
 from stylegan.errors import ConfigError
 from stylegan.metrics import feature_statistics, frechet_distance, load_feature_network
 from stylegan.metrics.ppl import load_lpips
@@ -106,7 +106,7 @@ def evaluate_fid(cfg: DictConfig) -> dict:
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="fid")
-def main(cfg: DictConfig) -> float:
+def hydra_main(cfg: DictConfig) -> float:
     result = run_reporting_user_errors(lambda: evaluate_fid(cfg))
     floor = result["floor"]
     floor_text = f"; real-vs-real floor {floor:.3f}" if floor is not None else ""
@@ -117,6 +117,11 @@ def main(cfg: DictConfig) -> float:
     for line in format_results(result):
         print(line)
     return result["fid"]
+
+
+def main() -> None:
+    """The command line: config errors and user errors as one line, exit status 2."""
+    run_hydra_main(hydra_main)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from stylegan.augment import build_augment
 from stylegan.callbacks import AtomicCheckpointIO, DivergenceGuard, ExactResume, ProgressiveGrowing
 from stylegan.checkpoints import safe_torch_load
-from stylegan.cli import run_reporting_user_errors
+from stylegan.cli import run_hydra_main, run_reporting_user_errors
 from stylegan.errors import ConfigError, UserError
 from stylegan.module import StyleGANModule
 from stylegan.precision import register_resolvers
@@ -126,8 +126,13 @@ def train(cfg: DictConfig) -> float | None:
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
-def main(cfg: DictConfig) -> float | None:
+def hydra_main(cfg: DictConfig) -> float | None:
     return run_reporting_user_errors(lambda: train(cfg))
+
+
+def main() -> None:
+    """The command line: config errors and user errors as one line, exit status 2."""
+    run_hydra_main(hydra_main)
 
 
 if __name__ == "__main__":

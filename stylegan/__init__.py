@@ -7,3 +7,7 @@ Subpackages: ``networks`` (G and D), ``data`` (CelebA data module and cache), ``
 """
 
 __version__ = "0.1.0"
+
+from stylegan import config as _config
+
+_config.register()  # before any compose of conf/: the YAML files name these schemas

@@ -1,11 +1,14 @@
-"""Shared behaviour of the Hydra entry points: user errors as one line, not a traceback, and
-the ``device=auto|cpu|cuda|cuda:N`` choice."""
+"""Shared behaviour of the Hydra entry points: user errors as one line, not a traceback (both
+the config errors Hydra finds while composing and the :class:`UserError` a task raises), and the
+``device=auto|cpu|cuda|cuda:N`` choice."""
 
+import os
 import sys
 from collections.abc import Callable
 from typing import TypeVar
 
 import torch
+from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 
 from stylegan.errors import ConfigError, UserError
 
@@ -33,6 +36,42 @@ def run_reporting_user_errors(fn: Callable[[], T]) -> T:
             raise
         print(f"error: {user_error}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+# Raised while Hydra composes the config, before the task runs: a wrong type on the command line
+# (through the schemas of stylegan.config), an unknown key or group option, a malformed override.
+COMPOSE_ERRORS = (ConfigCompositionException, MissingConfigException, OverrideParseException)
+
+
+def _compose_error_line(exc: BaseException) -> str:
+    """``n=abc: Value 'abc' of type 'str' could not be converted to Integer``: the first line of
+    Hydra's message and of each cause (the rest is a key path or a documentation link)."""
+    parts: list[str] = []
+    while exc is not None and len(parts) < 3:
+        lines = str(exc).strip().splitlines()
+        parts.append((lines[0] if lines else type(exc).__name__).rstrip("."))
+        exc = exc.__cause__
+    return ": ".join(parts).removeprefix("Error merging override ")
+
+
+def run_hydra_main(hydra_main: Callable[[], T]) -> T:
+    """Call a ``@hydra.main`` function; a config error prints ``error: <one line>`` and exits
+    with status 2, like a :class:`UserError` in the task.
+
+    Hydra reports its own errors in several lines plus a hint, then exits 1; with
+    ``HYDRA_FULL_ERROR=1`` it raises them instead, which is how they are caught here. A user who
+    set ``HYDRA_FULL_ERROR=1`` gets Hydra's full report, as Hydra documents.
+    """
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        return hydra_main()
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        return hydra_main()
+    except COMPOSE_ERRORS as exc:
+        print(f"error: {_compose_error_line(exc)}", file=sys.stderr)
+        raise SystemExit(2) from None
+    finally:
+        os.environ.pop("HYDRA_FULL_ERROR", None)
 
 
 def resolve_device(device: object) -> torch.device:

@@ -1,0 +1,213 @@
+"""Typed schemas of the configs in ``conf/``: the type of every key, nothing else.
+
+Each dataclass is registered in Hydra's ConfigStore and named first in the defaults list of the
+YAML it types (``sample_schema`` in ``conf/sample.yaml``, ``loss/wgan_gp_schema`` in
+``conf/loss/wgan_gp.yaml``, ...). The YAML files hold the values and the comments users read;
+the schema makes Hydra reject ``n=abc`` or ``training.channels_last=maybe`` while composing, and
+rejects a YAML key that has no field here. Fields are ``MISSING`` so the YAML stays the one place
+defaults live. A knob added to a YAML needs one line here: ``name: type = MISSING``.
+
+Range and choice checks (ψ in [-2, 2], seeds >= 0, a known loss) are not types: they stay next to
+the code that owns the value. Keys typed ``Any`` take more than one shape (ψ is a number or a
+per-layer list; a figure is a name or a list of names) and are checked by their owner.
+
+:func:`register` runs when ``stylegan`` is imported, so every compose of ``conf/`` sees it.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+# ----------------------------------------------------------------------------------------------
+# Training groups (conf/train.yaml, conf/stage, conf/loss, conf/data).
+
+
+@dataclass
+class StageConfig:
+    """``conf/stage/*.yaml``: the progressive schedule (see ``paper_schedule.yaml``)."""
+
+    resolution: int = MISSING
+    start_resolution: int = MISSING
+    fade_kimg: float = MISSING
+    stable_kimg: float = MISSING
+    total_kimg: float = MISSING
+    batch_size: dict[int, int] = MISSING  # {resolution: global batch size}
+    lr: dict[int, float] = MISSING  # {resolution: Adam learning rate}
+
+
+@dataclass
+class LossConfig:
+    """Keys every ``conf/loss/*.yaml`` has."""
+
+    name: str = MISSING
+    max_lr: float | None = MISSING
+
+
+@dataclass
+class WganGpLossConfig(LossConfig):
+    """``conf/loss/wgan_gp.yaml``."""
+
+    gp_weight: float = MISSING
+    drift_weight: float = MISSING
+    gp_interval: int = MISSING
+
+
+@dataclass
+class BceLossConfig(LossConfig):
+    """``conf/loss/bce.yaml``."""
+
+    r1_gamma: float = MISSING
+    r1_interval: int = MISSING
+
+
+@dataclass
+class DataConfig:
+    """``conf/data/*.yaml``: the arguments of ``stylegan.data.CelebADataModule``."""
+
+    _target_: str = MISSING
+    root: str = MISSING
+    layout: str = MISSING
+    split: str = MISSING
+    exclude_attributes: list[str] = MISSING
+    require_attributes: list[str] = MISSING
+    crop_size: float = MISSING
+    crop_center_y: float = MISSING
+    hflip_p: float = MISSING
+    resolutions: list[int] | None = MISSING
+    cache_dir: str = MISSING
+    num_workers: int = MISSING
+    limit: int | None = MISSING
+    holdout: int = MISSING
+    subset: str = MISSING
+    seed: int = MISSING
+
+
+@dataclass
+class TrainingConfig:
+    """``training:`` in ``conf/train.yaml``."""
+
+    lr_multiplier: float = MISSING
+    n_critic: int = MISSING
+    style_mixing_prob: float = MISSING
+    ema_half_life_kimg: float = MISSING
+    ema_rampup: float | None = MISSING
+    reset_optimizer_on_phase: bool = MISSING
+    channels_last: bool = MISSING
+    adam_betas: list[float] = MISSING
+    adam_eps: float = MISSING
+
+
+@dataclass
+class TrainConfig:
+    """``conf/train.yaml``. Groups typed by their own schema (or by their ``_target_``) are
+    ``Any`` here; a new group needs a line too, since the root rejects unknown keys."""
+
+    task_name: str = MISSING
+    seed: int = MISSING
+    ckpt_path: str | None = MISSING
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    paths: Any = None
+    stage: Any = None  # StageConfig, named in conf/stage/paper_schedule.yaml
+    loss: Any = None  # WganGpLossConfig | BceLossConfig, named in each conf/loss/*.yaml
+    model: Any = None
+    data: Any = None  # DataConfig, named in conf/data/celeba.yaml
+    trainer: Any = None
+    logger: Any = None
+    callbacks: Any = None
+
+
+# ----------------------------------------------------------------------------------------------
+# fid.py (conf/fid.yaml).
+
+
+@dataclass
+class FidConfig:
+    """``conf/fid.yaml``."""
+
+    task_name: str = MISSING
+    ckpt: str = MISSING
+    num_images: int = MISSING
+    num_real: int | None = MISSING
+    feature_network: str = MISSING
+    weights_path: str | None = MISSING
+    batch_size: int = MISSING
+    device: str = MISSING
+    seed: int = MISSING
+    truncation_psi: float = MISSING
+    floor: bool = MISSING
+    paths: Any = None
+    data: Any = None  # DataConfig, named in conf/data/celeba.yaml
+
+
+# ----------------------------------------------------------------------------------------------
+# sample.py (conf/sample.yaml).
+
+
+@dataclass
+class TruncationFigureConfig:
+    seeds: list[int] = MISSING
+    psis: Any = MISSING  # a ψ or a list of them; each ψ a number or a per-layer list
+
+
+@dataclass
+class MixingFigureConfig:
+    sources: list[int] = MISSING
+    destinations: list[int] = MISSING
+    layers: Any = MISSING  # a layer spec (name, "a-b", indices) or a list of names
+
+
+@dataclass
+class NoiseFigureConfig:
+    seed: int = MISSING
+    draws: int = MISSING
+
+
+@dataclass
+class InterpolationFigureConfig:
+    space: str = MISSING
+    seeds: list[int] = MISSING
+    steps: int = MISSING
+    fps: float = MISSING
+    mp4: bool = MISSING
+
+
+@dataclass
+class SampleConfig:
+    """``conf/sample.yaml``."""
+
+    ckpt: str = MISSING
+    figure: Any = MISSING  # a figure name or a list of them
+    psi: Any = MISSING  # a number or a per-layer list
+    cutoff: int | None = MISSING
+    noise: str = MISSING
+    batch_size: int = MISSING
+    device: str = MISSING
+    out_dir: str = MISSING
+    n: int = MISSING
+    seed: int = MISSING
+    save_individual: bool = MISSING
+    grid_max: int = MISSING
+    truncation: TruncationFigureConfig = field(default_factory=TruncationFigureConfig)
+    mixing: MixingFigureConfig = field(default_factory=MixingFigureConfig)
+    noise_figure: NoiseFigureConfig = field(default_factory=NoiseFigureConfig)
+    interpolation: InterpolationFigureConfig = field(default_factory=InterpolationFigureConfig)
+
+
+SCHEMAS: dict[tuple[str, str], type] = {
+    ("schema", "train"): TrainConfig,
+    ("schema", "fid"): FidConfig,
+    ("schema", "sample"): SampleConfig,
+    ("schema", "stage"): StageConfig,
+    ("schema/loss", "wgan_gp"): WganGpLossConfig,
+    ("schema/loss", "bce"): BceLossConfig,
+    ("schema", "data"): DataConfig,
+}
+
+
+def register() -> None:
+    """Store every schema in Hydra's ConfigStore (idempotent)."""
+    store = ConfigStore.instance()
+    for (group, name), node in SCHEMAS.items():
+        store.store(group=group, name=name, node=node)
