@@ -17,7 +17,6 @@ they are, e.g. ``faces_seed0_n64_psi0.7.png``; the knobs are documented in ``con
 
 import logging
 from pathlib import Path
-from typing import Any
 
 import hydra
 import torch
@@ -25,163 +24,163 @@ from omegaconf import DictConfig, OmegaConf
 
 from stylegan import sampling
 from stylegan.checkpoints import load_generator
-from stylegan.cli import resolve_device, run_reporting_user_errors
+from stylegan.cli import resolve_device, run_hydra_main, run_reporting_user_errors
+from stylegan.config import SampleConfig
 from stylegan.errors import ConfigError, UserError
+from stylegan.networks import Generator
+from stylegan.networks.generator import check_cutoff, check_psi
 
 log = logging.getLogger("sample")
 
 
-def _mixing_specs(layers: Any) -> list[Any]:
-    """One spec per mixing figure: a list of names draws one figure each."""
-    if isinstance(layers, list) and layers and all(isinstance(x, str) for x in layers):
-        return layers
-    return [layers]
-
-
-def read_options(cfg: DictConfig) -> dict[str, Any]:
-    """Every value of ``cfg`` validated up front (one-line ConfigError), as plain python."""
+def read_options(cfg: DictConfig) -> SampleConfig:
+    """``cfg`` as a :class:`SampleConfig` of plain values, every value checked up front (one-line
+    ConfigError) so nothing is written on a bad one. Types were checked when the config was
+    composed; these are the ranges and choices, each owned by the code that uses it."""
     if OmegaConf.is_missing(cfg, "ckpt") or not cfg.get("ckpt"):
         raise UserError("ckpt is required: python sample.py ckpt=PATH (last.ckpt or generator.pt)")
-
-    def value(key: str) -> Any:  # cfg[key] (dotted) as plain python: lists, not ListConfig
-        node = OmegaConf.select(cfg, key, throw_on_missing=True)
-        return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
-
-    def seeds(key: str, minimum: int = 1) -> list[int]:
-        return sampling.check_seeds(value(key), key, minimum=minimum)
-
-    def integer(key: str, minimum: int = 1) -> int:
-        return sampling.check_int(value(key), key, minimum=minimum)
-
-    figures = sampling.check_figures(value("figure"))
-    out_dir = value("out_dir")
-    if not out_dir:
+    opts: SampleConfig = OmegaConf.to_object(cfg)
+    if not opts.out_dir:
         raise ConfigError("out_dir must be a folder path")
-    opts: dict[str, Any] = {
-        "ckpt": str(cfg.ckpt),
-        "figures": figures,
-        "out_dir": Path(out_dir),
-        "psi": sampling.check_psi(value("psi")),
-        "cutoff": sampling.check_cutoff(value("cutoff")),
-        "noise": sampling.check_noise_mode(value("noise")),
-        "batch_size": integer("batch_size"),
-        "device": resolve_device(value("device")),
-    }
-    if "faces" in figures:
-        opts["n"] = integer("n")
-        opts["seed"] = sampling.check_seed(value("seed"))
-        opts["save_individual"] = sampling.check_bool(value("save_individual"), "save_individual")
-        opts["grid_max"] = integer("grid_max", minimum=0)
-        if opts["grid_max"] == 0 and not opts["save_individual"]:
-            raise ConfigError("grid_max=0 and save_individual=false: faces would write nothing")
-    if "truncation" in figures:
-        opts["truncation_seeds"] = seeds("truncation.seeds")
-        psis = value("truncation.psis")
-        psis = psis if isinstance(psis, list) else [psis]
+    opts.figure = sampling.check_figures(opts.figure)
+    opts.psi = check_psi(opts.psi)
+    check_cutoff(opts.cutoff)
+    opts.noise = sampling.check_noise_mode(opts.noise)
+    sampling.check_batch_size(opts.batch_size)
+    if "faces" in opts.figure:
+        if opts.n < 1:
+            raise ConfigError(f"n must be an integer >= 1, got {opts.n}")
+        sampling.check_seed(opts.seed)
+        sampling.check_faces_output(opts.grid_max, opts.save_individual)
+    if "truncation" in opts.figure:
+        sampling.check_seeds(opts.truncation.seeds, "truncation.seeds")
+        psis = (
+            opts.truncation.psis
+            if isinstance(opts.truncation.psis, list)
+            else [opts.truncation.psis]
+        )
         if not psis:
             raise ConfigError("truncation.psis must list at least one ψ")
-        opts["truncation_psis"] = [sampling.check_psi(p, "truncation.psis") for p in psis]
-    if "mixing" in figures:
-        opts["mixing_sources"] = seeds("mixing.sources")
-        opts["mixing_destinations"] = seeds("mixing.destinations")
-        opts["mixing_layers"] = _mixing_specs(value("mixing.layers"))
-        for spec in opts["mixing_layers"]:
-            sampling.parse_layer_spec(spec)
-    if "noise" in figures:
-        opts["noise_seed"] = sampling.check_seed(value("noise_figure.seed"), "noise_figure.seed")
-        opts["noise_draws"] = integer("noise_figure.draws", minimum=2)
-    if "interpolation" in figures:
-        opts["interp_space"] = sampling.check_space(value("interpolation.space"))
-        opts["interp_seeds"] = seeds("interpolation.seeds", minimum=2)
-        opts["interp_steps"] = integer("interpolation.steps")
-        fps = value("interpolation.fps")
-        if isinstance(fps, bool) or not isinstance(fps, int | float) or not 0 < fps <= 100:
-            raise ConfigError(f"interpolation.fps must be a number in (0, 100], got {fps!r}")
-        opts["interp_fps"] = float(fps)
-        opts["interp_mp4"] = sampling.check_bool(value("interpolation.mp4"), "interpolation.mp4")
+        opts.truncation.psis = [check_psi(p, "truncation.psis") for p in psis]
+    if "mixing" in opts.figure:
+        sampling.check_seeds(opts.mixing.sources, "mixing.sources")
+        sampling.check_seeds(opts.mixing.destinations, "mixing.destinations")
+        opts.mixing.layers = sampling.mixing_specs(opts.mixing.layers)
+    if "noise" in opts.figure:
+        sampling.check_seed(opts.noise_figure.seed, "noise_figure.seed")
+        sampling.check_noise_draws(opts.noise_figure.draws)
+    if "interpolation" in opts.figure:
+        sampling.check_space(opts.interpolation.space)
+        sampling.check_seeds(opts.interpolation.seeds, "interpolation.seeds", minimum=2)
+        sampling.check_steps(opts.interpolation.steps)
+        sampling.check_fps(opts.interpolation.fps)
     return opts
+
+
+def draw_figure(
+    figure: str, G: Generator, opts: SampleConfig, resolution: int, psi: float | list[float]
+) -> list[Path]:
+    """Compute one figure with :mod:`stylegan.sampling` and write it; returns the paths."""
+    out_dir = Path(opts.out_dir)
+    common = {"resolution": resolution, "batch_size": opts.batch_size, "cutoff": opts.cutoff}
+    noise, cutoff = opts.noise, opts.cutoff
+    if figure == "faces":
+        seeds = range(opts.seed, opts.seed + opts.n)
+        batches = sampling.iter_images(G, seeds, psi=psi, noise_mode=noise, **common)
+        return sampling.write_faces(
+            batches,
+            out_dir,
+            seed=opts.seed,
+            n=opts.n,
+            psi=psi,
+            cutoff=cutoff,
+            noise_mode=noise,
+            save_individual=opts.save_individual,
+            grid_max=opts.grid_max,
+        )
+    if figure == "truncation":
+        seeds = opts.truncation.seeds
+        psis = [sampling.layer_psi(G, p, resolution) for p in opts.truncation.psis]
+        images = sampling.truncation_sweep(G, seeds, psis, noise_mode=noise, **common)
+        return sampling.write_truncation(
+            images, out_dir, seeds=seeds, psis=psis, cutoff=cutoff, noise_mode=noise
+        )
+    if figure == "mixing":
+        sources, destinations = opts.mixing.sources, opts.mixing.destinations
+        written = []
+        for spec in opts.mixing.layers:
+            layers = sampling.layer_range(spec, G.num_ws_at(resolution))
+            images = sampling.style_mixing_grid(
+                G, sources, destinations, layers, psi=psi, noise_mode=noise, **common
+            )
+            written += sampling.write_mixing(images, out_dir, sources=len(sources), layers=spec)
+        return written
+    if figure == "noise":
+        seed = opts.noise_figure.seed
+        figs = sampling.noise_figures(G, seed, opts.noise_figure.draws, psi=psi, **common)
+        std = sampling.std_image(figs["std"])
+        return sampling.write_noise(figs["draws"], std, figs["layers"], out_dir, seed=seed)
+    if figure == "interpolation":
+        o = opts.interpolation
+        frames = sampling.interpolation_frames(
+            G, o.seeds, space=o.space, steps=o.steps, psi=psi, noise_mode=noise, **common
+        )
+        mp4 = o.mp4 and sampling.mp4_available()
+        if o.mp4 and not mp4:
+            log.info("mp4 skipped: imageio-ffmpeg is not installed (pip install imageio-ffmpeg)")
+        return sampling.write_interpolation(
+            frames,
+            out_dir,
+            seeds=o.seeds,
+            space=o.space,
+            fps=o.fps,
+            mp4=mp4,
+            psi=psi,
+            cutoff=cutoff,
+            noise_mode=noise,
+        )
+    raise AssertionError(f"unhandled figure {figure!r}")  # check_figures lets only FIGURES in
 
 
 def sample(cfg: DictConfig) -> list[Path]:
     """Load the generator named by ``cfg.ckpt`` and write the requested figures; returns the files
     (and, for ``save_individual``, the folder of single images)."""
     opts = read_options(cfg)
+    device = resolve_device(opts.device)
     torch.backends.cudnn.benchmark = False  # the same algorithms every run: reproducible bytes
     torch.backends.cudnn.deterministic = True
-    G, info = load_generator(opts["ckpt"], device=opts["device"])
+    G, info = load_generator(opts.ckpt, device=device)
     res = int(info["resolution"])
     # Checks that need the generator, before anything is drawn.
-    psi = sampling.layer_psi(G, opts["psi"], res)
-    psis = [sampling.layer_psi(G, p, res) for p in opts.get("truncation_psis", [])]
-    num_ws = G.num_ws_at(res)
-    for spec in opts.get("mixing_layers", []):
-        sampling.layer_range(spec, num_ws)
+    psi = sampling.layer_psi(G, opts.psi, res)
+    for p in opts.truncation.psis if "truncation" in opts.figure else []:
+        sampling.layer_psi(G, p, res)
+    for spec in opts.mixing.layers if "mixing" in opts.figure else []:
+        sampling.layer_range(spec, G.num_ws_at(res))
     log.info(
         "generator from %s (%s): %dpx, %s images seen, device %s",
-        opts["ckpt"],
+        opts.ckpt,
         info["source"],
         res,
         info.get("images_seen"),
-        opts["device"],
+        device,
     )
-    out_dir: Path = opts["out_dir"]
-    common = {"resolution": res, "batch_size": opts["batch_size"], "cutoff": opts["cutoff"]}
-    noise = opts["noise"]
     written: list[Path] = []
-    for figure in opts["figures"]:
-        if figure == "faces":
-            written += sampling.write_faces(
-                G,
-                out_dir,
-                seed=opts["seed"],
-                n=opts["n"],
-                psi=psi,
-                noise_mode=noise,
-                save_individual=opts["save_individual"],
-                grid_max=opts["grid_max"],
-                **common,
-            )
-        elif figure == "truncation":
-            written += sampling.write_truncation(
-                G, out_dir, seeds=opts["truncation_seeds"], psis=psis, noise_mode=noise, **common
-            )
-        elif figure == "mixing":
-            for spec in opts["mixing_layers"]:
-                written += sampling.write_mixing(
-                    G,
-                    out_dir,
-                    sources=opts["mixing_sources"],
-                    destinations=opts["mixing_destinations"],
-                    layers=spec,
-                    psi=psi,
-                    noise_mode=noise,
-                    **common,
-                )
-        elif figure == "noise":
-            written += sampling.write_noise(
-                G, out_dir, seed=opts["noise_seed"], draws=opts["noise_draws"], psi=psi, **common
-            )
-        elif figure == "interpolation":
-            written += sampling.write_interpolation(
-                G,
-                out_dir,
-                seeds=opts["interp_seeds"],
-                space=opts["interp_space"],
-                steps=opts["interp_steps"],
-                fps=opts["interp_fps"],
-                mp4=opts["interp_mp4"],
-                psi=psi,
-                noise_mode=noise,
-                **common,
-            )
+    for figure in opts.figure:
+        written += draw_figure(figure, G, opts, res, psi)
     for path in written:
         log.info("wrote %s", path)
     return written
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="sample")
-def main(cfg: DictConfig) -> None:
+def hydra_main(cfg: DictConfig) -> None:
     run_reporting_user_errors(lambda: sample(cfg))
+
+
+def main() -> None:
+    """The command line: config errors and user errors as one line, exit status 2."""
+    run_hydra_main(hydra_main)
 
 
 if __name__ == "__main__":

@@ -450,7 +450,6 @@ def test_smoke_run_checkpoints_load(request, tmp_path):
         (["batch_size=0"], "batch_size"),
         (["grid_max=0"], "nothing"),
         (["device=tpu"], "device"),
-        (["save_individual=maybe"], "true or false"),
     ],
 )
 def test_bad_values_are_one_line_config_errors(files, tmp_path, overrides, message):

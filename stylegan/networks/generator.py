@@ -2,14 +2,16 @@
 
 Owns :class:`Generator` (the public G of the contract in ``docs/architecture.md``): broadcasting
 w to the per-layer ws, the running average ``w_avg`` (EMA with ``w_avg_beta``), the truncation
-trick (per-layer psi and cutoff), the rebuildable ``config`` dict, and :func:`mix_styles`, the
-crossover helper used by style-mixing regularisation and the mixing figures.
+trick (per-layer psi and cutoff) with the range a user may ask for (:func:`check_psi`,
+:func:`check_cutoff`), the rebuildable ``config`` dict, and :func:`mix_styles`, the crossover
+helper used by style-mixing regularisation and the mixing figures.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
-from numbers import Integral
+from numbers import Integral, Real
 from typing import Any
 
 import torch
@@ -20,6 +22,44 @@ from stylegan.networks.channels import check_resolution, normalize_channels
 from stylegan.networks.layers import NoiseMode
 from stylegan.networks.mapping import MappingNetwork
 from stylegan.networks.synthesis import SynthesisNetwork
+
+PSI_LIMIT = 2.0  # |ψ| above this extrapolates far outside the learned distribution
+
+# ----------------------------------------------------------------------------------------------
+# Truncation values a user may ask for (one-line ConfigErrors naming the command-line key).
+
+
+def _check_psi_value(value: object, name: str) -> float:
+    if not isinstance(value, Real) or isinstance(value, bool) or not math.isfinite(value):
+        raise ConfigError(
+            f"{name} must be a number in [-{PSI_LIMIT:g}, {PSI_LIMIT:g}], got {value!r}"
+        )
+    if abs(float(value)) > PSI_LIMIT:
+        raise ConfigError(
+            f"{name}={value!r} is out of range: |ψ| must be <= {PSI_LIMIT:g} "
+            "(1 = no truncation, 0 = the mean face, 0.7 is typical)"
+        )
+    return float(value)
+
+
+def check_psi(psi: object, name: str = "psi") -> float | list[float]:
+    """ψ: a number in [-PSI_LIMIT, PSI_LIMIT], or a non-empty list of them (one per layer).
+
+    A config cannot type "a number or a list", so this check owns ψ's type as well as its range.
+    """
+    if isinstance(psi, Sequence) and not isinstance(psi, (str, bytes)):
+        if not psi:
+            raise ConfigError(f"{name} must be a number or a non-empty per-layer list, got []")
+        return [_check_psi_value(p, name) for p in psi]
+    return _check_psi_value(psi, name)
+
+
+def check_cutoff(cutoff: int | None, name: str = "cutoff") -> int | None:
+    """Truncation cutoff: ``None`` (every layer) or an integer >= 0 (layers < cutoff)."""
+    if cutoff is not None and cutoff < 0:
+        raise ConfigError(f"{name} must be null or a non-negative integer, got {cutoff!r}")
+    return cutoff
+
 
 # ----------------------------------------------------------------------------------------------
 # Style mixing.
