@@ -14,6 +14,8 @@ as for training (``conf/data``) and their statistics cached under ``paths.cache_
 ``evaluate_fid(cfg)`` is what the command runs.
 """
 
+from pathlib import Path
+
 import hydra
 import torch
 from hydra.utils import instantiate
@@ -31,6 +33,9 @@ from stylegan.metrics.suite import (
     ppl_metrics,
     real_reference,
 )
+
+# Absolute, so main() finds conf/ when this file is imported (tests), not only run as __main__.
+CONF_DIR = str(Path(__file__).resolve().parent / "conf")
 
 
 def evaluate_fid(cfg: DictConfig) -> dict:
@@ -105,7 +110,7 @@ def evaluate_fid(cfg: DictConfig) -> dict:
     }
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="fid")
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="fid")
 def hydra_main(cfg: DictConfig) -> float:
     result = run_reporting_user_errors(lambda: evaluate_fid(cfg))
     floor = result["floor"]

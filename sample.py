@@ -30,6 +30,9 @@ from stylegan.errors import ConfigError, UserError
 from stylegan.networks import Generator
 from stylegan.networks.generator import check_cutoff, check_psi
 
+# Absolute, so main() finds conf/ when this file is imported (tests), not only run as __main__.
+CONF_DIR = str(Path(__file__).resolve().parent / "conf")
+
 log = logging.getLogger("sample")
 
 
@@ -173,7 +176,7 @@ def sample(cfg: DictConfig) -> list[Path]:
     return written
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="sample")
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="sample")
 def hydra_main(cfg: DictConfig) -> None:
     run_reporting_user_errors(lambda: sample(cfg))
 

@@ -28,6 +28,9 @@ from stylegan.module import StyleGANModule
 from stylegan.precision import register_resolvers
 from stylegan.schedule import ProgressiveSchedule
 
+# Absolute, so main() finds conf/ when this file is imported (tests), not only run as __main__.
+CONF_DIR = str(Path(__file__).resolve().parent / "conf")
+
 register_resolvers()  # ${best_cpu_precision:} in conf/trainer/cpu.yaml
 
 # Lightning's throughput monitor asks for a FLOPs count; images/s is what we log.
@@ -125,7 +128,7 @@ def train(cfg: DictConfig) -> float | None:
     return float(metric) if metric is not None else None
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def hydra_main(cfg: DictConfig) -> float | None:
     return run_reporting_user_errors(lambda: train(cfg))
 

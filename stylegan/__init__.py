@@ -3,7 +3,8 @@
 Subpackages: ``networks`` (G and D), ``data`` (CelebA data module and cache), ``callbacks``
 (progressive growing, checkpoints, sample grids, export, FID), ``metrics`` (FID). Modules:
 ``losses``, ``schedule`` (progressive schedule), ``module`` (the LightningModule),
-``checkpoints`` (load a generator back), ``sampling`` (figures), ``errors``.
+``checkpoints`` (load a generator back), ``sampling`` (figures), ``config`` (typed schemas of
+``conf/``), ``cli`` and ``errors`` (one-line errors).
 """
 
 __version__ = "0.1.0"

@@ -43,15 +43,20 @@ def run_reporting_user_errors(fn: Callable[[], T]) -> T:
 COMPOSE_ERRORS = (ConfigCompositionException, MissingConfigException, OverrideParseException)
 
 
-def _compose_error_line(exc: BaseException) -> str:
+def _compose_error_line(error: BaseException) -> str:
     """``n=abc: Value 'abc' of type 'str' could not be converted to Integer``: the first line of
     Hydra's message and of each cause (the rest is a key path or a documentation link)."""
     parts: list[str] = []
+    if isinstance(error, OverrideParseException):
+        parts.append(error.override)  # the parser's message alone does not say which override
+    exc: BaseException | None = error
     while exc is not None and len(parts) < 3:
         lines = str(exc).strip().splitlines()
         parts.append((lines[0] if lines else type(exc).__name__).rstrip("."))
         exc = exc.__cause__
-    return ": ".join(parts).removeprefix("Error merging override ")
+    line = ": ".join(parts).removeprefix("Error merging override ")
+    options = getattr(error, "options", None)  # an unknown group option: say which exist
+    return f"{line} (options: {', '.join(options)})" if options else line
 
 
 def run_hydra_main(hydra_main: Callable[[], T]) -> T:
