@@ -56,6 +56,13 @@ def seeds_label(seeds: Sequence[int], *, path: bool = False) -> str:
     return "seeds" + "_".join(map(str, seeds))
 
 
+def _effective_cutoff(psi: float | Sequence[float], cutoff: int | None) -> int | None:
+    """The cutoff when ``psi`` truncates anything, else None: at ψ=1 it changes no pixel, so it
+    stays out of the file name."""
+    psis = psi if isinstance(psi, Sequence) else [psi]
+    return cutoff if any(float(p) != 1.0 for p in psis) else None
+
+
 def _suffix(cutoff: int | None, noise_mode: str | None) -> str:
     parts = [] if cutoff is None else [f"cutoff{cutoff}"]
     if noise_mode is not None and noise_mode != "random":
@@ -166,7 +173,8 @@ def write_faces(
     Consumes the batches one at a time, so ``n`` can be large; ``progress=None`` shows a bar on a
     terminal only.
     """
-    name = f"faces_seed{seed}_n{n}_{psi_label(psi)}{_suffix(cutoff, noise_mode)}"
+    suffix = _suffix(_effective_cutoff(psi, cutoff), noise_mode)
+    name = f"faces_seed{seed}_n{n}_{psi_label(psi)}{suffix}"
     grid_count = min(n, max(0, grid_max))
     grid: list[Tensor] = []
     written: list[Path] = []
@@ -245,7 +253,8 @@ def write_interpolation(
     """``interp_{z|w}_seeds0-1-2.gif`` and, with ``mp4`` (the caller checks
     :func:`mp4_available`), the same ``.mp4``."""
     frames = to_uint8(frames)
-    name = f"interp_{space}_{seeds_label(seeds, path=True)}{_suffix(cutoff, noise_mode)}"
+    suffix = _suffix(_effective_cutoff(psi, cutoff), noise_mode)
+    name = f"interp_{space}_{seeds_label(seeds, path=True)}{suffix}"
     if not isinstance(psi, Sequence) and psi != 1:
         name += f"_{psi_label(psi)}"
     written = [save_gif(frames, out_dir / f"{name}.gif", fps=fps)]
