@@ -33,8 +33,10 @@ class StageConfig:
     fade_kimg: float = MISSING
     stable_kimg: float = MISSING
     total_kimg: float = MISSING
-    batch_size: dict[int, int] = MISSING  # {resolution: global batch size}
-    lr: dict[int, float] = MISSING  # {resolution: Adam learning rate}
+    # {resolution: value}. Keys stay untyped: `stage.lr.8=...` on the command line gives the key
+    # "8" (a string), which build_schedule reads as 8 like the YAML's int keys.
+    batch_size: dict[Any, int] = MISSING  # global batch size per resolution
+    lr: dict[Any, float] = MISSING  # Adam learning rate per resolution
 
 
 @dataclass
