@@ -51,8 +51,10 @@ def _compose_error_line(error: BaseException) -> str:
         parts.append(error.override)  # the parser's message alone does not say which override
     exc: BaseException | None = error
     while exc is not None and len(parts) < 3:
-        lines = str(exc).strip().splitlines()
-        parts.append((lines[0] if lines else type(exc).__name__).rstrip("."))
+        lines = str(exc).strip().splitlines() or [type(exc).__name__]
+        if lines[0].endswith(":") and len(lines) > 1:  # "... raised while composing config:"
+            lines[0] += " " + lines[1].strip()
+        parts.append(lines[0].rstrip("."))
         exc = exc.__cause__
     line = ": ".join(parts).removeprefix("Error merging override ")
     options = getattr(error, "options", None)  # an unknown group option: say which exist

@@ -97,6 +97,7 @@ class TrainingConfig:
     ema_rampup: float | None = MISSING
     reset_optimizer_on_phase: bool = MISSING
     channels_last: bool = MISSING
+    compile: bool = MISSING
     adam_betas: list[float] = MISSING
     adam_eps: float = MISSING
 
@@ -114,10 +115,12 @@ class TrainConfig:
     stage: Any = None  # StageConfig, named in conf/stage/paper_schedule.yaml
     loss: Any = None  # WganGpLossConfig | BceLossConfig, named in each conf/loss/*.yaml
     model: Any = None
+    augment: Any = None
     data: Any = None  # DataConfig, named in conf/data/celeba.yaml
     trainer: Any = None
     logger: Any = None
     callbacks: Any = None
+    metrics: Any = None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -141,6 +144,7 @@ class FidConfig:
     floor: bool = MISSING
     paths: Any = None
     data: Any = None  # DataConfig, named in conf/data/celeba.yaml
+    metrics: Any = None
 
 
 # ----------------------------------------------------------------------------------------------
