@@ -100,6 +100,7 @@ class TrainingConfig:
     compile: bool = MISSING
     adam_betas: list[float] = MISSING
     adam_eps: float = MISSING
+    on_nonfinite: str = MISSING  # stop | skip_step (checked by the divergence guard)
 
 
 @dataclass
