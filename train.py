@@ -16,6 +16,7 @@ from typing import Any
 
 import hydra
 import lightning as L
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -81,6 +82,20 @@ def build_module(cfg: DictConfig, schedule: ProgressiveSchedule) -> StyleGANModu
     )
 
 
+def instantiate_group(conf: DictConfig, **kwargs: Any) -> Any:
+    """``instantiate(conf)``, with a bad value (``trainer.precision=abc``,
+    ``callbacks.samples.every_kimg=abc``) reported in one line naming its config key."""
+    try:
+        return instantiate(conf, **kwargs)
+    except InstantiationException as exc:
+        cause = exc.__cause__ or exc
+        if isinstance(cause, UserError):
+            raise cause from exc
+        key = conf._get_full_key(None) or "config"
+        message = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        raise ConfigError(f"{key}: {message}") from exc
+
+
 def build_callbacks(cfg: DictConfig, schedule: ProgressiveSchedule) -> list[L.Callback]:
     # The progressive callback comes first: the others read the state it applies. Then the
     # training RNG streams / loader position, and the divergence guard, which must see every step
@@ -92,12 +107,12 @@ def build_callbacks(cfg: DictConfig, schedule: ProgressiveSchedule) -> list[L.Ca
     ]
     for conf in (cfg.get("callbacks") or {}).values():
         if conf is not None and "_target_" in conf:
-            callbacks.append(instantiate(conf))
+            callbacks.append(instantiate_group(conf))
     return callbacks
 
 
 def build_loggers(cfg: DictConfig) -> list[Any]:
-    return [instantiate(conf) for conf in (cfg.get("logger") or {}).values() if conf]
+    return [instantiate_group(conf) for conf in (cfg.get("logger") or {}).values() if conf]
 
 
 def train(cfg: DictConfig) -> float | None:
@@ -111,7 +126,7 @@ def train(cfg: DictConfig) -> float | None:
     schedule = build_schedule(cfg.stage, cfg.training.lr_multiplier, cfg.loss.get("max_lr"))
     module = build_module(cfg, schedule)
     datamodule = instantiate(cfg.data, resolutions=schedule.resolutions)
-    trainer: L.Trainer = instantiate(
+    trainer: L.Trainer = instantiate_group(
         cfg.trainer,
         callbacks=build_callbacks(cfg, schedule),
         logger=build_loggers(cfg) or False,

@@ -192,3 +192,22 @@ def test_the_commands_print_one_line_and_exit_2():
         assert proc.returncode == 2, (script, err)
         assert err.strip().splitlines() == [err.strip()] and err.startswith(f"error: {key}: ")
         assert "Traceback" not in out + err and "HYDRA_FULL_ERROR" not in out + err
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("trainer.precision=abc", "trainer"),
+        ("callbacks.samples.every_kimg=abc", "callbacks.samples"),
+    ],
+)
+def test_untyped_groups_name_their_key_in_one_line(train_config, override, key):
+    """Groups without a schema (Lightning's Trainer, callbacks, loggers) are checked by the class
+    they build; train.py turns its complaint into one line naming the config key."""
+    from stylegan.errors import ConfigError
+    from train import train
+
+    with pytest.raises(ConfigError) as info:
+        train(train_config(override))
+    message = str(info.value)
+    assert message.startswith(f"{key}: ") and "\n" not in message
