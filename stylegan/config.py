@@ -202,6 +202,33 @@ class SampleConfig:
     interpolation: InterpolationFigureConfig = field(default_factory=InterpolationFigureConfig)
 
 
+@dataclass
+class AugmentOffConfig:
+    """``conf/augment/none.yaml``."""
+
+    mode: str = MISSING
+
+
+@dataclass
+class AugmentConfig:
+    """``conf/augment/ada.yaml`` and ``diffaugment.yaml``."""
+
+    mode: str = MISSING
+    initial_p: float = MISSING
+    target: float = MISSING
+    interval: int = MISSING
+    speed_kimg: float = MISSING
+    max_p: float = MISSING
+    xflip: bool = MISSING
+    rotate90: bool = MISSING
+    translate: float = MISSING
+    brightness: float = MISSING
+    contrast: float = MISSING
+    saturation: float = MISSING
+    hue: float = MISSING
+    cutout: float = MISSING
+
+
 SCHEMAS: dict[tuple[str, str], type] = {
     ("schema", "train"): TrainConfig,
     ("schema", "fid"): FidConfig,
@@ -210,6 +237,8 @@ SCHEMAS: dict[tuple[str, str], type] = {
     ("schema/loss", "wgan_gp"): WganGpLossConfig,
     ("schema/loss", "bce"): BceLossConfig,
     ("schema", "data"): DataConfig,
+    ("schema/augment", "none"): AugmentOffConfig,
+    ("schema/augment", "ada"): AugmentConfig,
 }
 
 

@@ -26,7 +26,13 @@ import train
 BAD_VALUE = {IntegerNode: "abc", FloatNode: "abc", BooleanNode: "maybe", StringNode: "[1,2]"}
 ENTRY_POINTS = {"train": train, "sample": sample, "fid": fid}
 # (config, overrides that select a group option) whose typed keys are tested.
-CONFIGS = [("train", []), ("train", ["loss=bce"]), ("sample", []), ("fid", [])]
+CONFIGS = [
+    ("train", []),
+    ("train", ["loss=bce"]),
+    ("train", ["augment=ada"]),
+    ("sample", []),
+    ("fid", []),
+]
 
 
 def typed_keys(node: DictConfig, prefix: str = "") -> dict[str, str]:
@@ -72,6 +78,7 @@ def test_the_typed_keys_cover_every_documented_group():
         "abc",
     ) in CASES
     assert ("train", "stage.batch_size", "abc") in CASES
+    assert ("train", "augment.target", "abc") in CASES
     assert ("sample", "save_individual", "maybe") in CASES
 
 
@@ -94,6 +101,8 @@ def run_main(monkeypatch, capsys, name: str, *args: str) -> tuple[int, list[str]
 @pytest.mark.parametrize(("name", "key", "value"), CASES, ids=[f"{n}:{k}" for n, k, _ in CASES])
 def test_a_wrong_type_is_one_line_and_exit_2(monkeypatch, capsys, name, key, value):
     overrides = ["loss=bce"] if key in ("loss.r1_gamma", "loss.r1_interval") else []
+    if key.startswith("augment.") and key != "augment.mode":
+        overrides = ["augment=ada"]
     status, lines = run_main(monkeypatch, capsys, name, *overrides, f"{key}={value}")
     assert status == 2
     assert len(lines) == 1 and lines[0].startswith(f"error: {key}={value}: "), lines
