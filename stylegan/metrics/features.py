@@ -30,10 +30,10 @@ from stylegan.checkpoints import safe_torch_load
 from stylegan.imaging import to_uint8
 from stylegan.metrics.fid import (
     FeatureStats,
-    _broadcast_from_rank0,
     _check_uint8_batch,
     _device_of,
     _dist_info,
+    computed_on_rank0,
     load_feature_network,
 )
 
@@ -161,19 +161,7 @@ def real_features(
         weights_path=weights_path,
         feature_net=feature_net,
     )
-    world, rank = _dist_info()
-    if world == 1:
-        return _load_or_compute(images_fn, **kwargs)
-    result: Tensor | BaseException | None = None
-    if rank == 0:
-        try:
-            result = _load_or_compute(images_fn, **kwargs)
-        except Exception as exc:
-            result = exc
-    result = _broadcast_from_rank0(result, torch.device(device))
-    if isinstance(result, BaseException):
-        raise result
-    return result
+    return computed_on_rank0(lambda: _load_or_compute(images_fn, **kwargs), device)
 
 
 # --------------------------------------------------------------------------------------------

@@ -449,6 +449,24 @@ def _broadcast_from_rank0(obj, device: torch.device):
 # --------------------------------------------------------------------------------------------
 
 
+def computed_on_rank0(compute: Callable[[], object], device: str | torch.device) -> object:
+    """``compute()`` on rank 0 only, its result (or its exception) broadcast to every rank.
+    Without DDP, just ``compute()``. Collective: call it on every rank."""
+    world, rank = _dist_info()
+    if world == 1:
+        return compute()
+    result: object = None
+    if rank == 0:
+        try:
+            result = compute()
+        except Exception as exc:
+            result = exc
+    result = _broadcast_from_rank0(result, torch.device(device))
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
 def real_stats_cache_path(
     cache_dir: str | os.PathLike, *, key: str | Sequence[object], count: int, feature_name: str
 ) -> Path:
@@ -552,18 +570,7 @@ def real_statistics(
         weights_path=weights_path,
         feature_net=feature_net,
     )
-    world, rank = _dist_info()
-    if world == 1:
-        return _load_or_compute_real(images_fn, **kwargs)
-    result: FeatureStats | BaseException | None = None
-    if rank == 0:
-        try:
-            result = _load_or_compute_real(images_fn, **kwargs)
-        except Exception as exc:
-            result = exc
-    result = _broadcast_from_rank0(result, torch.device(device))
-    if isinstance(result, BaseException):
-        raise result
+    result = computed_on_rank0(lambda: _load_or_compute_real(images_fn, **kwargs), device)
     return FeatureStats(*result)
 
 
