@@ -24,7 +24,12 @@ from omegaconf import DictConfig
 from stylegan.checkpoints import load_generator
 from stylegan.cli import resolve_device, run_hydra_main, run_reporting_user_errors
 from stylegan.errors import ConfigError
-from stylegan.metrics import feature_statistics, frechet_distance, load_feature_network
+from stylegan.metrics import (
+    feature_batch_size,
+    feature_statistics,
+    frechet_distance,
+    load_feature_network,
+)
 from stylegan.metrics.ppl import load_lpips
 from stylegan.metrics.suite import (
     MetricChoice,
@@ -62,6 +67,7 @@ def evaluate_fid(cfg: DictConfig) -> dict:
         cfg.feature_network, weights_path=cfg.weights_path, device=device
     )
     gen = torch.Generator().manual_seed(cfg.seed)
+    batch_size = feature_batch_size(cfg.batch_size, device)
 
     def generate(batch_size: int) -> torch.Tensor:
         z = torch.randn(batch_size, generator.z_dim, generator=gen).to(device)
@@ -75,7 +81,7 @@ def evaluate_fid(cfg: DictConfig) -> dict:
         feature_name=cfg.feature_network,
         feature_net=feature_net,
         cache_dir=f"{cfg.paths.cache_dir}/fid",
-        batch_size=cfg.batch_size,
+        batch_size=batch_size,
         device=device,
     )
     result = feature_metrics(
@@ -84,7 +90,7 @@ def evaluate_fid(cfg: DictConfig) -> dict:
         choice=choice,
         num_images=cfg.num_images,
         feature_net=feature_net,
-        batch_size=cfg.batch_size,
+        batch_size=batch_size,
         device=device,
     )
     if lpips is not None:
@@ -97,7 +103,7 @@ def evaluate_fid(cfg: DictConfig) -> dict:
         training_reals = instantiate(cfg.data, resolutions=[resolution], subset="train")
         training_reals.prepare_data()
         training_reals.setup("fit")
-        batches = training_reals.real_batches(resolution, cfg.num_images, cfg.batch_size)
+        batches = training_reals.real_batches(resolution, cfg.num_images, batch_size)
         floor_stats = feature_statistics(batches, feature_net, limit=cfg.num_images, device=device)
         floor = frechet_distance(floor_stats, reference.stats)
     return {

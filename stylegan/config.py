@@ -138,7 +138,7 @@ class FidConfig:
     num_real: int | None = MISSING
     feature_network: str = MISSING
     weights_path: str | None = MISSING
-    batch_size: int = MISSING
+    batch_size: int | None = MISSING
     device: str = MISSING
     seed: int = MISSING
     truncation_psi: float = MISSING

@@ -358,3 +358,15 @@ def test_compute_fid_ddp_two_ranks_matches_single_process(tmp_path):
 def test_feature_stats_is_a_plain_triple():
     mu, sigma, n = FeatureStats(torch.zeros(2), torch.eye(2), 5)
     assert n == 5 and sigma.shape == (2, 2) and mu.shape == (2,)
+
+
+def test_feature_batch_size_defaults_per_device_and_refuses_nonpositive():
+    from stylegan.errors import ConfigError
+    from stylegan.metrics import feature_batch_size
+
+    assert feature_batch_size(None, "cpu") == 8
+    assert feature_batch_size(None, torch.device("cuda", 1)) == 64
+    assert feature_batch_size(5, "cpu") == 5 and feature_batch_size(5, "cuda") == 5
+    with pytest.raises(ConfigError, match="batch_size must be >= 1") as err:
+        feature_batch_size(0, "cpu")
+    assert "\n" not in str(err.value)

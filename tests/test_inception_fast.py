@@ -109,3 +109,22 @@ def test_folded_tf_inception_gives_the_torchscript_features_and_fid():
     fid_fast = frechet_distance(feature_statistics([a], fast), feature_statistics([b], fast))
     fid_plain = frechet_distance(feature_statistics([a], plain), feature_statistics([b], plain))
     assert abs(fid_fast - fid_plain) < 0.5 and fid_plain > 1.0
+
+
+def test_cpu_feature_pass_split_across_cores_equals_one_pass():
+    net = load_feature_network("tf-inception-offline")
+    images = _celeba(200, 6)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with torch.no_grad():
+            split = net(images)  # 2 groups of 3 images, one single-threaded worker each
+        assert net._pool is not None and net._pool._max_workers == 2
+        torch.set_num_threads(1)
+        with torch.no_grad():
+            whole = net(images)  # one pass on this thread
+    finally:
+        torch.set_num_threads(threads)
+    assert split.shape == (6, 2048) and not split.requires_grad
+    assert torch.allclose(split, whole, rtol=1e-5, atol=1e-5)
+    assert torch.get_num_threads() == threads  # the workers' single thread stays theirs

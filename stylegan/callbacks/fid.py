@@ -22,7 +22,11 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
-from stylegan.metrics import FeatureNetworkUnavailable, load_feature_network
+from stylegan.metrics import (
+    FeatureNetworkUnavailable,
+    feature_batch_size,
+    load_feature_network,
+)
 from stylegan.metrics.ppl import PerceptualNetworkUnavailable, load_lpips
 from stylegan.metrics.suite import MetricChoice, feature_metrics, ppl_metrics, real_reference
 
@@ -38,7 +42,7 @@ class FIDCallback(L.Callback):
         num_real: int | None = None,  # real images for the statistics; None = num_images
         feature_network: str = "tf-inception-offline",  # | torchmetrics-inception | tiny (tests)
         weights_path: str | None = None,  # local weights for torchmetrics-inception
-        batch_size: int = 64,
+        batch_size: int | None = None,  # images per feature pass; None = fastest for the device
         cache_dir: str = ".cache/fid",  # real-statistics cache
         best_ckpt_path: str | None = None,  # written when the FID improves; None = don't
         at_train_end: bool = True,  # also evaluate once when training ends
@@ -50,6 +54,7 @@ class FIDCallback(L.Callback):
         self.feature_network = feature_network
         self.weights_path = weights_path
         self.batch_size = batch_size
+        feature_batch_size(batch_size, "cpu")  # a bad value fails at construction, not mid-run
         self.cache_dir = Path(cache_dir)
         self.best_ckpt_path = Path(best_ckpt_path) if best_ckpt_path else None
         self.at_train_end = at_train_end
@@ -123,7 +128,7 @@ class FIDCallback(L.Callback):
             feature_name=self.feature_network,
             feature_net=self._net,
             cache_dir=str(self.cache_dir),
-            batch_size=self.batch_size,
+            batch_size=feature_batch_size(self.batch_size, device),
             device=device,
         )
         result = feature_metrics(
@@ -132,7 +137,7 @@ class FIDCallback(L.Callback):
             choice=self.choice,
             num_images=self.num_images,
             feature_net=self._net,
-            batch_size=self.batch_size,
+            batch_size=feature_batch_size(self.batch_size, device),
             device=device,
         )
         if self._lpips is not None:
