@@ -48,7 +48,7 @@ class FromRGB(nn.Module):
         out_channels: int,  # feature maps of the block it feeds
     ) -> None:
         super().__init__()
-        self.conv = EqualizedConv2d(img_channels, out_channels, 1)
+        self.conv = EqualizedConv2d(img_channels, out_channels, 1, double_backward=True)
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
         # img: [N, img_channels, H, W] -> [N, C, H, W]
@@ -65,9 +65,9 @@ class DownBlock(nn.Module):
         out_channels: int,  # feature maps at r/2
     ) -> None:
         super().__init__()
-        self.conv0 = EqualizedConv2d(in_channels, in_channels, 3)
-        self.blur = Blur()
-        self.conv1 = EqualizedConv2d(in_channels, out_channels, 3)
+        self.conv0 = EqualizedConv2d(in_channels, in_channels, 3, double_backward=True)
+        self.blur = Blur(double_backward=True)
+        self.conv1 = EqualizedConv2d(in_channels, out_channels, 3, double_backward=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: [N, C_in, r, r] -> [N, C_out, r/2, r/2]
@@ -89,7 +89,9 @@ class OutputBlock(nn.Module):
     ) -> None:
         super().__init__()
         self.mbstd = MinibatchStdDev(group_size=mbstd_group_size, num_channels=mbstd_num_channels)
-        self.conv = EqualizedConv2d(channels + mbstd_num_channels, channels, 3)
+        self.conv = EqualizedConv2d(
+            channels + mbstd_num_channels, channels, 3, double_backward=True
+        )
         self.fc = EqualizedLinear(channels * MIN_RESOLUTION * MIN_RESOLUTION, channels)
         self.out = EqualizedLinear(channels, 1, gain=1.0)
 

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stylegan.errors import ConfigError
+from stylegan.networks.double_backward import conv2d as double_backward_conv2d
 
 NoiseMode = Literal["random", "const", "none"]
 NOISE_MODES: tuple[str, ...] = ("random", "const", "none")
@@ -79,10 +80,14 @@ def fade_in_reals(x: torch.Tensor, alpha: float) -> torch.Tensor:
 
 
 class Blur(nn.Module):
-    """Depthwise low-pass filter with the normalised outer product of [1, 2, 1] ("same" padding)."""
+    """Depthwise low-pass filter with the normalised outer product of [1, 2, 1] ("same" padding).
 
-    def __init__(self) -> None:
+    ``double_backward=True`` (the discriminator's) runs it through
+    :func:`stylegan.networks.double_backward.conv2d`, whose second derivative is cheaper."""
+
+    def __init__(self, *, double_backward: bool = False) -> None:
         super().__init__()
+        self.conv2d = double_backward_conv2d if double_backward else F.conv2d
         taps = torch.tensor([1.0, 2.0, 1.0])
         kernel = taps[:, None] * taps[None, :]
         kernel = kernel / kernel.sum()
@@ -92,7 +97,7 @@ class Blur(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         C = x.shape[1]
         weight = self.kernel.to(dtype=x.dtype).expand(C, 1, 3, 3)
-        return F.conv2d(x, weight, padding=1, groups=C)  # [N, C, H, W]
+        return self.conv2d(x, weight, None, padding=1, groups=C)  # [N, C, H, W]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -148,7 +153,9 @@ class EqualizedConv2d(nn.Module):
     """Stride-1 2-D convolution with equalized learning rate and "same" padding.
 
     Same parameterisation as :class:`EqualizedLinear` with
-    ``fan_in = in_channels * kernel_size ** 2``.
+    ``fan_in = in_channels * kernel_size ** 2``. ``double_backward=True`` (the discriminator's,
+    whose gradient the penalties differentiate) uses
+    :func:`stylegan.networks.double_backward.conv2d`.
     """
 
     def __init__(
@@ -161,8 +168,10 @@ class EqualizedConv2d(nn.Module):
         bias_init: float = 0.0,  # initial value of the effective bias
         lr_mul: float = 1.0,  # learning-rate multiplier
         gain: float = LRELU_GAIN,  # sqrt(2) before a LeakyReLU, 1 for toRGB
+        double_backward: bool = False,  # True: the cheaper second derivative (D, penalties)
     ) -> None:
         super().__init__()
+        self.conv2d = double_backward_conv2d if double_backward else F.conv2d
         if kernel_size < 1 or kernel_size % 2 != 1:
             raise ConfigError(f"kernel_size must be a positive odd integer, got {kernel_size}")
         self.in_channels = in_channels
@@ -185,7 +194,7 @@ class EqualizedConv2d(nn.Module):
         # x: [N, C_in, H, W] -> [N, C_out, H, W]
         weight = (self.weight * self.weight_gain).to(x.dtype)
         bias = None if self.bias is None else (self.bias * self.lr_mul).to(x.dtype)
-        return F.conv2d(x, weight, bias, padding=self.kernel_size // 2)
+        return self.conv2d(x, weight, bias, padding=self.kernel_size // 2)
 
     def extra_repr(self) -> str:
         return (
