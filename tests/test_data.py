@@ -7,6 +7,7 @@ lazy, deterministic and sharded by rank (also under Lightning DDP), the Hydra da
 instantiate, and the real-image subset for FID.
 """
 
+import atexit
 import itertools
 import json
 import os
@@ -297,6 +298,13 @@ class _Probe(L.LightningModule):
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.0)
+
+    def setup(self, stage: str) -> None:
+        # A spawned rank exits with its gloo group alive (Lightning never destroys it); its
+        # threads racing interpreter shutdown aborted a rank once ("terminate called without
+        # an active exception"). Destroy the group before the interpreter tears down.
+        if torch.distributed.is_initialized():
+            atexit.register(torch.distributed.destroy_process_group)
 
     def on_train_end(self) -> None:
         sampler = self.trainer.train_dataloader.sampler
