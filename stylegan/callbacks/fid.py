@@ -111,6 +111,7 @@ class FIDCallback(L.Callback):
         datamodule = held_out or trainer.datamodule
         resolution, alpha = pl_module.resolution, pl_module.alpha
         device = pl_module.device
+        batch_size = feature_batch_size(self.batch_size, device)
         G = pl_module.generator_ema
         # A per-rank, per-evaluation seed: ranks draw different images, runs are reproducible.
         seed = 1_000_003 * trainer.global_rank + len(self.history)
@@ -128,7 +129,7 @@ class FIDCallback(L.Callback):
             feature_name=self.feature_network,
             feature_net=self._net,
             cache_dir=str(self.cache_dir),
-            batch_size=feature_batch_size(self.batch_size, device),
+            batch_size=batch_size,
             device=device,
         )
         result = feature_metrics(
@@ -137,7 +138,7 @@ class FIDCallback(L.Callback):
             choice=self.choice,
             num_images=self.num_images,
             feature_net=self._net,
-            batch_size=feature_batch_size(self.batch_size, device),
+            batch_size=batch_size,
             device=device,
         )
         if self._lpips is not None:

@@ -131,7 +131,7 @@ class _WeightGrad(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, grad_out, x, weight_like, padding, groups):
-        ctx.save_for_backward(grad_out, x, weight_like)
+        ctx.save_for_backward(grad_out, x)
         ctx.padding, ctx.groups = padding, groups
         return _convolution_backward(
             grad_out, x, weight_like, padding, groups, [False, True, False]
@@ -140,7 +140,7 @@ class _WeightGrad(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, gg):
-        grad_out, x, _ = ctx.saved_tensors
+        grad_out, x = ctx.saved_tensors
         need_g, need_x = _needed(ctx, 2)
         gg = gg.to(grad_out.dtype)
         with torch.autocast(gg.device.type, enabled=False):
