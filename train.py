@@ -38,6 +38,21 @@ register_resolvers()  # ${best_cpu_precision:} in conf/trainer/cpu.yaml
 warnings.filterwarnings("ignore", message=".*flops_per_batch.*")
 
 
+def time_fraction(value: Any) -> dict[int, float] | None:
+    """``stage.time_fraction`` as {resolution: share}, or None (phases counted in kimg)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ConfigError(
+            f"stage.time_fraction must be {{resolution: share}} or null, got {value!r}; "
+            "e.g. stage.time_fraction='{8: 0.1, 16: 0.2, 32: 0.7}'"
+        )
+    try:
+        return {int(k): float(v) for k, v in value.items()}
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"stage.time_fraction must map resolutions to numbers: {exc}") from exc
+
+
 def build_schedule(
     stage: DictConfig, lr_multiplier: float = 1.0, max_lr: float | None = None
 ) -> ProgressiveSchedule:
@@ -53,6 +68,8 @@ def build_schedule(
         total_kimg=stage["total_kimg"],
         batch_size={int(k): int(v) for k, v in stage["batch_size"].items()},
         lr={int(k): min(float(v), cap) * lr_multiplier for k, v in stage["lr"].items()},
+        time_fraction=time_fraction(stage.get("time_fraction")),
+        fade_share=float(stage.get("fade_share", 0.5)),
     )
 
 
@@ -76,7 +93,7 @@ def build_module(cfg: DictConfig, schedule: ProgressiveSchedule) -> StyleGANModu
         discriminator=discriminator,
         augment=augment,
         loss=loss.pop("name"),
-        lr=schedule.state_at(0).lr,
+        lr=schedule.state_at(0, budget_used=0.0).lr,
         **loss,
         **training,
     )

@@ -37,6 +37,9 @@ class StageConfig:
     # "8" (a string), which build_schedule reads as 8 like the YAML's int keys.
     batch_size: dict[Any, int] = MISSING  # global batch size per resolution
     lr: dict[Any, float] = MISSING  # Adam learning rate per resolution
+    time_fraction: Any = MISSING  # {resolution: share of trainer.max_time} | null (checked by
+    # ProgressiveSchedule; a typed dict would refuse new keys from the command line)
+    fade_share: float = MISSING  # with time_fraction: share of a resolution's time fading in
 
 
 @dataclass

@@ -4,6 +4,13 @@ Timeline (ProGAN/StyleGAN, counted in images): the start resolution trains ``sta
 every later resolution first fades in over ``fade_kimg`` (alpha rising linearly 0 -> 1), then
 trains ``stable_kimg``. The final resolution, once faded in, trains until ``total_kimg``.
 A start resolution equal to the final one is a non-progressive run (alpha is always 1).
+
+With ``time_fraction`` set, the phases are budgeted in wall-clock time instead: each resolution
+gets its share of the run's time budget (``trainer.max_time``), the first ``fade_share`` of a grown
+resolution's share is its fade-in, and the final resolution trains until the budget is spent. A
+slower machine then still reaches the final resolution, with fewer images at each; the state is a
+pure function of (images seen, fraction of the budget used), and the budget used is checkpointed
+by Lightning's timer, so a resumed run continues in the same phase.
 """
 
 import math
@@ -60,6 +67,9 @@ class ProgressiveSchedule:
     total_kimg: float = 6000.0  # length of the whole run
     batch_size: Mapping[int, int] = field(default_factory=lambda: {8: 32})  # per resolution
     lr: Mapping[int, float] = field(default_factory=lambda: {8: 0.001})  # per resolution
+    # {resolution: share of the time budget}; None = phases counted in kimg (above)
+    time_fraction: Mapping[int, float] | None = None
+    fade_share: float = 0.5  # time mode: share of a grown resolution's time spent fading in
 
     def __post_init__(self) -> None:
         for name in ("start_resolution", "final_resolution"):
@@ -80,6 +90,42 @@ class ProgressiveSchedule:
             if _lookup(self.batch_size, res, "batch_size") < 1:
                 raise ConfigError(f"stage.batch_size at {res}px must be >= 1")
             _lookup(self.lr, res, "lr")
+        if self.time_fraction is not None:
+            shares = {int(k): float(v) for k, v in self.time_fraction.items()}
+            missing = [r for r in self.resolutions if r not in shares]
+            if missing:
+                raise ConfigError(
+                    f"stage.time_fraction has no share for {missing} px (has "
+                    f"{sorted(shares)}); give every resolution from {self.start_resolution} to "
+                    f"{self.final_resolution}px one, e.g. stage.time_fraction.{missing[0]}=0.1"
+                )
+            if any(shares[r] <= 0 for r in self.resolutions):
+                raise ConfigError(f"stage.time_fraction shares must be > 0, got {shares}")
+            if not 0.0 <= self.fade_share < 1.0:
+                raise ConfigError(f"stage.fade_share must be in [0, 1), got {self.fade_share}")
+
+    @property
+    def time_budgeted(self) -> bool:
+        """Phases last fractions of the time budget (trainer.max_time), not kimg."""
+        return self.time_fraction is not None
+
+    def time_phases(self) -> list[tuple[int, str, float, float]]:
+        """Time mode: (resolution, phase, start, end) as fractions of the budget, in order; the
+        shares are normalized to sum to 1 and the final stable phase runs to the end."""
+        assert self.time_fraction is not None
+        shares = {int(k): float(v) for k, v in self.time_fraction.items()}
+        total = sum(shares[r] for r in self.resolutions)
+        phases, start = [], 0.0
+        for i, res in enumerate(self.resolutions):
+            share = shares[res] / total
+            fade = 0.0 if i == 0 else share * self.fade_share
+            if fade > 0:
+                phases.append((res, FADE, start, start + fade))
+            phases.append((res, STABLE, start + fade, start + share))
+            start += share
+        res, phase, begin, _ = phases[-1]
+        phases[-1] = (res, phase, begin, float("inf"))
+        return phases
 
     @property
     def resolutions(self) -> list[int]:
@@ -99,8 +145,13 @@ class ProgressiveSchedule:
         pairs = (grows - 1) * (self.fade_kimg + self.stable_kimg)
         return round((self.stable_kimg + pairs + self.fade_kimg) * 1000)
 
-    def state_at(self, images_seen: int) -> ProgressState:
-        """The progressive state after ``images_seen`` training images."""
+    def state_at(self, images_seen: int, budget_used: float | None = None) -> ProgressState:
+        """The progressive state after ``images_seen`` training images (and, in time mode, with
+        ``budget_used`` of the time budget spent: 0 at the start, 1 at the end)."""
+        if self.time_budgeted:
+            if budget_used is None:
+                raise ValueError("a time-budgeted schedule needs budget_used")
+            return self._state_at_time(images_seen, budget_used)
         fade = self.fade_kimg * 1000
         stable = self.stable_kimg * 1000
         resolutions = self.resolutions
@@ -115,6 +166,23 @@ class ProgressiveSchedule:
                 phase, alpha = FADE, within / fade
         resolution = resolutions[index]
         phase_index = 0 if index == 0 else 2 * index - (1 if phase == FADE else 0)
+        return ProgressState(
+            images_seen=int(images_seen),
+            resolution=resolution,
+            alpha=float(alpha),
+            phase=phase,
+            phase_index=phase_index,
+            batch_size=int(_lookup(self.batch_size, resolution, "batch_size")),
+            lr=float(_lookup(self.lr, resolution, "lr")),
+        )
+
+    def _state_at_time(self, images_seen: int, budget_used: float) -> ProgressState:
+        phases = self.time_phases()
+        index = next(i for i, (*_, end) in enumerate(phases) if budget_used < end)
+        resolution, phase, start, end = phases[index]
+        alpha = min(max((budget_used - start) / (end - start), 0.0), 1.0) if phase == FADE else 1.0
+        grow = self.resolutions.index(resolution)
+        phase_index = 0 if grow == 0 else 2 * grow - (1 if phase == FADE else 0)
         return ProgressState(
             images_seen=int(images_seen),
             resolution=resolution,

@@ -10,11 +10,16 @@ The data module is pointed at the stage when fitting starts (before the first lo
 the module gets the state when training starts, after Lightning has restored the optimizers, so
 a phase change that clears Adam's moments does so on the restored state, as it did in the run
 that wrote the checkpoint.
+
+A time-budgeted schedule (``stage.time_fraction``) reads the fraction of ``trainer.max_time``
+spent from Lightning's :class:`~lightning.pytorch.callbacks.Timer`, whose elapsed time is
+checkpointed, so a resumed run picks up the phase it was in.
 """
 
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.callbacks import Timer
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
@@ -28,6 +33,14 @@ class ProgressiveGrowing(L.Callback):
 
     def __init__(self, schedule: ProgressiveSchedule) -> None:
         self.schedule = schedule
+        self._timer: Timer | None = None
+
+    def budget_used(self) -> float | None:
+        """Fraction of trainer.max_time spent (time-budgeted schedules only, else None)."""
+        if self._timer is None:
+            return None
+        elapsed = self._timer.time_elapsed("train")
+        return elapsed / max(elapsed + (self._timer.time_remaining("train") or 0.0), 1e-9)
 
     def _apply(
         self,
@@ -40,7 +53,7 @@ class ProgressiveGrowing(L.Callback):
         """Point the data module at the scheduled stage; apply it to the module if the current
         loader serves it. Otherwise the module ends the epoch on this batch and keeps the state it
         trained with, so epoch-end checkpoints and grids show the finished resolution."""
-        state = self.schedule.state_at(module.images_seen)
+        state = self.schedule.state_at(module.images_seen, self.budget_used())
         world = trainer.world_size
         if state.batch_size % world:
             raise ConfigError(
@@ -55,7 +68,15 @@ class ProgressiveGrowing(L.Callback):
             module.apply_progress(state)
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: StyleGANModule) -> None:
-        if self.schedule.images_to_reach_final() > self.schedule.total_images:
+        if self.schedule.time_budgeted:
+            timers = [cb for cb in trainer.callbacks if isinstance(cb, Timer)]
+            if not timers or timers[0].time_remaining("train") is None:
+                raise ConfigError(
+                    "stage.time_fraction divides trainer.max_time, which is not set; set "
+                    'trainer.max_time="00:01:00:00" or stage.time_fraction=null'
+                )
+            self._timer = timers[0]
+        elif self.schedule.images_to_reach_final() > self.schedule.total_images:
             rank_zero_warn(
                 f"stage.total_kimg={self.schedule.total_kimg} ends before "
                 f"{self.schedule.final_resolution}px is faded in "
