@@ -21,6 +21,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
+from tqdm.auto import tqdm
 
 from stylegan.metrics import (
     FeatureNetworkUnavailable,
@@ -117,12 +118,32 @@ class FIDCallback(L.Callback):
         seed = 1_000_003 * trainer.global_rank + len(self.history)
         gen = torch.Generator(device="cpu").manual_seed(seed)
 
+        # Its own progress line (rank 0): minutes of feature passes would otherwise look hung.
+        progress = tqdm(
+            total=self.num_images,
+            desc=f"FID at {pl_module.images_seen / 1000:.1f} kimg",
+            unit="img",
+            disable=not trainer.is_global_zero,
+            leave=False,
+            dynamic_ncols=True,
+        )
+
         def generate(batch_size: int) -> torch.Tensor:
             z = torch.randn(batch_size, G.z_dim, generator=gen).to(device)
-            return G(z, resolution=resolution, alpha=alpha, noise_mode="random").float()
+            images = G(z, resolution=resolution, alpha=alpha, noise_mode="random").float()
+            progress.update(batch_size * trainer.world_size)
+            return images
+
+        def real_batches(batch_size: int):
+            # Only when the real statistics are not cached yet: count them on the same line.
+            progress.total += self.num_real
+            progress.set_postfix_str("real statistics", refresh=False)
+            for batch in datamodule.real_batches(resolution, self.num_real, batch_size):
+                progress.update(len(batch))  # rank 0 computes them alone
+                yield batch
 
         real = real_reference(
-            lambda batch_size: datamodule.real_batches(resolution, self.num_real, batch_size),
+            real_batches,
             choice=self.choice,
             key=["fid-real", datamodule.fingerprint, f"{resolution}px"],
             count=self.num_real,
@@ -141,6 +162,7 @@ class FIDCallback(L.Callback):
             batch_size=batch_size,
             device=device,
         )
+        progress.close()
         if self._lpips is not None:
             ppl = ppl_metrics(G, self._lpips, choice=self.choice, resolution=resolution,
                               alpha=alpha, seed=len(self.history), device=device)  # fmt: skip
