@@ -1,0 +1,253 @@
+"""Recipes (``experiment=...``) compose with every loss and augmentation and train with them; a
+time-budgeted schedule follows the clock; the run's one progress bar tells the truth."""
+
+import re
+import time
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from conftest import ROOT, compose_config
+
+from stylegan.callbacks.progress_bar import KimgProgressBar, RateMeter, format_seconds
+from stylegan.errors import ConfigError
+from stylegan.schedule import FADE, STABLE, ProgressiveSchedule
+from train import train
+
+RECIPES = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
+LOSSES = sorted(p.stem for p in (ROOT / "conf" / "loss").glob("*.yaml"))
+AUGMENTS = sorted(p.stem for p in (ROOT / "conf" / "augment").glob("*.yaml"))
+# Tiny widths on top of any recipe: the combination is what is tested, not the recipe's speed.
+TINY = [
+    "model.channel_base=64",
+    "model.channel_max=16",
+    "model.generator.z_dim=16",
+    "model.generator.w_dim=16",
+    "model.generator.mapping_layers=2",
+]
+
+
+def recipe_config(tmp_path: Path, cache: Path, celeba_root: Path, *overrides: str):
+    return compose_config(
+        "train",
+        [
+            *overrides,
+            "logger=none",
+            f"paths.root_dir={ROOT}",
+            f"paths.output_dir={tmp_path}",
+            f"paths.cache_dir={cache}",
+            f"data.root={celeba_root}",
+            "callbacks.progress_bar=null",
+            "callbacks.fid.every_kimg=0",
+            "callbacks.fid.at_train_end=false",
+            "trainer.enable_progress_bar=false",
+            "trainer.enable_model_summary=false",
+        ],
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("augment", AUGMENTS)
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_every_recipe_trains_with_every_loss_and_augment(
+    recipe, loss, augment, tmp_path, shared_cache_dir, celeba_root
+):
+    cfg = recipe_config(
+        tmp_path,
+        shared_cache_dir,
+        celeba_root,
+        f"experiment={recipe}",
+        f"loss={loss}",
+        f"augment={augment}",
+        *TINY,
+        "data.limit=256",
+        "data.holdout=0",
+        "data.num_workers=0",
+        "stage.total_kimg=0.032",  # a few steps at the start resolution
+        "++stage.batch_size.8=8",
+        "++stage.batch_size.64=8",  # seed_dcgan64 starts at 64px
+        "callbacks.samples.num_images=4",
+    )
+    assert cfg.loss.name == loss and cfg.augment.mode == augment
+    if recipe.startswith("cpu_faces"):
+        # The recipe's tuned values for the loss actually chosen (conf/recipe/loss/...).
+        tuned = {"bce": ("r1_interval", 4), "wgan_gp": ("gp_interval", 4)}[loss]
+        assert cfg.loss[tuned[0]] == tuned[1]
+    if recipe == "seed_dcgan64" and loss == "wgan_gp":
+        with pytest.raises(ConfigError, match="loss=bce"):  # BatchNorm D: no per-sample GP
+            train(cfg)
+        return
+    train(cfg)
+    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
+    assert last["stylegan"]["progress"]["images_seen"] >= 32
+    assert (tmp_path / "generator.pt").is_file()
+
+
+def test_a_recipe_without_a_tuned_file_for_the_loss_keeps_the_loss_defaults():
+    cfg = compose_config("train", ["experiment=smoke", "loss=bce", "data.root=/x"])
+    default = compose_config("train", ["loss=bce", "data.root=/x"])
+    assert cfg.loss == default.loss
+
+
+def test_the_command_line_wins_over_a_recipes_tuned_loss_values():
+    cfg = compose_config(
+        "train", ["experiment=cpu_faces64", "loss=wgan_gp", "loss.gp_interval=2", "data.root=/x"]
+    )
+    assert cfg.loss.gp_interval == 2
+
+
+# ---------------------------------------------------------------------------- time budget
+def timed(**kwargs) -> ProgressiveSchedule:
+    args = dict(
+        final_resolution=32,
+        start_resolution=8,
+        time_fraction={8: 1, 16: 1, 32: 2},
+        fade_share=0.5,
+        batch_size={8: 16, 32: 8},
+        lr={8: 0.002},
+    )
+    return ProgressiveSchedule(**(args | kwargs))
+
+
+@pytest.mark.parametrize(
+    "used, resolution, phase, alpha",
+    [
+        (0.0, 8, STABLE, 1.0),
+        (0.2499, 8, STABLE, 1.0),
+        (0.25, 16, FADE, 0.0),
+        (0.3125, 16, FADE, 0.5),  # half-way through 16px's fade (0.25 .. 0.375)
+        (0.375, 16, STABLE, 1.0),
+        (0.5, 32, FADE, 0.0),
+        (0.625, 32, FADE, 0.5),
+        (0.75, 32, STABLE, 1.0),
+        (1.5, 32, STABLE, 1.0),  # past the budget: the final resolution stays
+    ],
+)
+def test_time_budget_shares_follow_the_clock(used, resolution, phase, alpha):
+    state = timed().state_at(images_seen=1234, budget_used=used)
+    assert (state.resolution, state.phase) == (resolution, phase)
+    assert state.alpha == pytest.approx(alpha, abs=1e-6)
+    assert state.batch_size == (8 if resolution == 32 else 16)
+    assert state.images_seen == 1234
+
+
+def test_time_shares_are_normalized_and_phase_indices_match_the_kimg_schedule():
+    a, b = timed(), timed(time_fraction={8: 10, 16: 10, 32: 20})
+    kimg = ProgressiveSchedule(final_resolution=32, start_resolution=8, fade_kimg=1, stable_kimg=1)
+    for used, images in [(0.1, 500), (0.3, 1500), (0.4, 2500), (0.6, 3500), (0.9, 4500)]:
+        assert a.state_at(0, used) == b.state_at(0, used)
+        assert a.state_at(0, used).phase_index == kimg.state_at(images).phase_index
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(time_fraction={8: 1, 32: 1}), "no share for \\[16\\]"),
+        (dict(time_fraction={8: 1, 16: 0, 32: 1}), "must be > 0"),
+        (dict(fade_share=1.0), "fade_share"),
+    ],
+)
+def test_bad_time_budgets_are_refused(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        timed(**kwargs)
+
+
+def test_a_time_budget_without_max_time_is_one_line(train_config):
+    cfg = train_config("stage.time_fraction={8: 1, 16: 1, 32: 1}", "trainer.max_time=null")
+    with pytest.raises(ConfigError, match=r"trainer\.max_time"):
+        train(cfg)
+
+
+@pytest.mark.slow
+def test_a_time_budgeted_run_reaches_the_final_resolution_on_a_slow_machine(train_config):
+    """A step made slow on purpose: in kimg phases the run would stay at 8px; in shares of
+    max_time it grows through every resolution and ends at 32px."""
+    seen: list[int] = []
+
+    class Slow(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, *args):
+            seen.append(pl_module.resolution)
+            time.sleep(0.15)
+
+    cfg = train_config(
+        "stage.time_fraction={8: 1, 16: 1, 32: 1}",
+        "trainer.max_time=00:00:00:08",
+        "stage.total_kimg=100000",
+    )
+    import train as train_module
+
+    original = train_module.build_callbacks
+    train_module.build_callbacks = lambda *a: [*original(*a), Slow()]
+    try:
+        train(cfg)
+    finally:
+        train_module.build_callbacks = original
+    assert seen[0] == 8 and seen[-1] == 32 and 16 in seen
+    assert seen == sorted(seen)  # it only grows
+
+
+# ---------------------------------------------------------------------------- progress bar
+def test_format_seconds_and_rate_meter():
+    assert format_seconds(59.6) == "01:00" and format_seconds(3725) == "1:02:05"
+    meter = RateMeter(window=10)
+    assert meter.rate() is None
+    for t in range(40):
+        meter.add(float(t), 100 * t if t < 20 else 2000 + 50 * (t - 20))
+    assert meter.rate() == pytest.approx(50, rel=0.1)  # the last ~10 s only
+
+
+@pytest.mark.slow
+def test_the_bar_eta_under_max_time_is_within_ten_percent_and_it_redraws_during_slow_steps(
+    train_config, capfd
+):
+    """One bar for the whole run: the ETA it shows mid-run predicts the real end within 10 %, it
+    redraws at least every 2 s while a step takes 2.5 s, and it never restarts at a resolution
+    change."""
+    predictions: list[tuple[float, float]] = []  # (now, remaining the bar shows)
+    end: list[float] = []
+
+    class Probe(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, *args):
+            bar = next(cb for cb in trainer.callbacks if isinstance(cb, KimgProgressBar))
+            predictions.append((time.monotonic(), bar.remaining_seconds()))
+            if trainer.global_step in (10, 11):  # one slow step, mid-run
+                time.sleep(2.5)
+
+        def on_train_end(self, trainer, pl_module):
+            end.append(time.monotonic())
+
+    cfg = train_config(
+        "trainer.max_time=00:00:00:20",
+        "stage.time_fraction={8: 1, 16: 1, 32: 1}",  # every resolution, however slow the machine
+        "stage.total_kimg=100000",
+    )
+    cfg.callbacks.progress_bar = {
+        "_target_": "stylegan.callbacks.KimgProgressBar",
+        "total_kimg": 100000,
+        "refresh_seconds": 0.5,
+    }
+    cfg.trainer.enable_progress_bar = True
+    import train as train_module
+
+    original = train_module.build_callbacks
+    train_module.build_callbacks = lambda *a: [*original(*a), Probe()]
+    try:
+        train(cfg)
+    finally:
+        train_module.build_callbacks = original
+    output = capfd.readouterr().err.replace("\r", "\n")
+    lines = [line for line in output.splitlines() if "kimg" in line]
+    clocks = [re.search(r"(\d\d):(\d\d)<", line) for line in lines]
+    elapsed = [int(m[1]) * 60 + int(m[2]) for m in clocks if m]
+    assert elapsed == sorted(elapsed), "the bar's clock restarted"
+    assert {"8px", "16px", "32px"} <= {line.split()[0] for line in lines}
+    assert max(elapsed) >= 19
+    # Redraws: every second of the run appears on the bar, the slow step included.
+    assert set(range(1, 19)) <= set(elapsed)
+    mid = [p for p in predictions if 6 < p[1] < 16]
+    assert mid, predictions
+    for now, remaining in mid:
+        actual = end[0] - now
+        assert abs(remaining - actual) <= 0.1 * actual, (remaining, actual)
