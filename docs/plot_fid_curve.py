@@ -1,8 +1,10 @@
 """Draw an FID-over-kimg curve as a small PNG with PIL (no plotting library needed).
 
     python docs/plot_fid_curve.py docs/cpu_faces32_fid.png 20:180.1 60:95.2 ... --floor 20.3
+    python docs/plot_fid_curve.py out.png bce=20:300,60:150 wgan_gp=20:320,60:200 --floor 19.5
 
-Each point is ``kimg:fid``. ``--floor`` draws the real-vs-real FID at the same counts as a dashed
+Each point is ``kimg:fid``; ``label=kimg:fid,kimg:fid,...`` is one labelled curve of several.
+``--floor`` draws the real-vs-real FID at the same counts as a dashed
 line. Used for the figure of the CPU recipe in docs/recipes.md and the README.
 """
 
@@ -16,9 +18,15 @@ from PIL import Image, ImageDraw
 WIDTH, HEIGHT, MARGIN = 420, 260, 44
 
 
-def plot(points: list[tuple[float, float]], floor: float | None, title: str) -> Image.Image:
+COLOURS = [(200, 30, 30), (30, 80, 200), (30, 150, 60), (150, 60, 160)]
+
+
+def plot(
+    series: dict[str, list[tuple[float, float]]], floor: float | None, title: str
+) -> Image.Image:
     image = Image.new("RGB", (WIDTH, HEIGHT), "white")
     draw = ImageDraw.Draw(image)
+    points = [p for curve in series.values() for p in curve]
     kimgs = [k for k, _ in points]
     fids = [f for _, f in points] + ([floor] if floor is not None else [])
     x_max = max(kimgs) * 1.05
@@ -48,23 +56,38 @@ def plot(points: list[tuple[float, float]], floor: float | None, title: str) -> 
         for x0 in range(int(left), int(right), 10):
             draw.line([(x0, y), (x0 + 5, y)], fill="gray")
         draw.text((right - 110, y - 14), f"real vs real {floor:.1f}", fill="gray")
-    line = [xy(k, f) for k, f in points]
-    draw.line(line, fill=(200, 30, 30), width=2)
-    for (x, y), (_, fid) in zip(line, points, strict=True):
-        draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=(200, 30, 30))
-        draw.text((x + 4, y - 14), f"{fid:.0f}", fill=(200, 30, 30))
+    for index, (label, curve) in enumerate(series.items()):
+        colour = COLOURS[index % len(COLOURS)]
+        line = [xy(k, f) for k, f in curve]
+        if len(line) > 1:
+            draw.line(line, fill=colour, width=2)
+        for (x, y), (_, fid) in zip(line, curve, strict=True):
+            draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=colour)
+            draw.text((x + 4, y - 14), f"{fid:.0f}", fill=colour)
+        if label:
+            draw.text((right - 90, top + 4 + 14 * index), label, fill=colour)
     return image
+
+
+def parse_series(arguments: list[str]) -> dict[str, list[tuple[float, float]]]:
+    """``kimg:fid`` points (one unlabelled curve) or ``label=kimg:fid,...`` curves."""
+    series: dict[str, list[tuple[float, float]]] = {}
+    for argument in arguments:
+        label, _, points = argument.rpartition("=")
+        for point in points.split(","):
+            kimg, fid = (float(v) for v in point.split(":"))
+            series.setdefault(label, []).append((kimg, fid))
+    return series
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out")
-    parser.add_argument("points", nargs="+", help="kimg:fid")
+    parser.add_argument("points", nargs="+", help="kimg:fid, or label=kimg:fid,kimg:fid,...")
     parser.add_argument("--floor", type=float, default=None)
     parser.add_argument("--title", default="FID vs held-out faces")
     args = parser.parse_args()
-    points = [tuple(float(v) for v in p.split(":")) for p in args.points]
-    plot(points, args.floor, args.title).save(args.out)
+    plot(parse_series(args.points), args.floor, args.title).save(args.out)
 
 
 if __name__ == "__main__":
