@@ -75,6 +75,8 @@ def test_every_recipe_trains_with_every_loss_and_augment(
         # The recipe's tuned values for the loss actually chosen (conf/recipe/loss/...).
         tuned = {"bce": ("r1_interval", 4), "wgan_gp": ("gp_interval", 4)}[loss]
         assert cfg.loss[tuned[0]] == tuned[1]
+        if augment == "ada":  # and for the augmentation (conf/recipe/augment/...)
+            assert cfg.augment.speed_kimg == 100.0
     if recipe == "seed_dcgan64" and loss == "wgan_gp":
         with pytest.raises(ConfigError, match="loss=bce"):  # BatchNorm D: no per-sample GP
             train(cfg)
