@@ -253,3 +253,28 @@ def test_the_bar_eta_under_max_time_is_within_ten_percent_and_it_redraws_during_
     for now, remaining in mid:
         actual = end[0] - now
         assert abs(remaining - actual) <= 0.1 * actual, (remaining, actual)
+
+
+def test_under_ddp_every_rank_takes_rank_zeros_clock():
+    """Ranks whose clocks differ must still switch resolution on the same step: the share of
+    the budget spent is rank 0's, broadcast."""
+    from types import SimpleNamespace
+
+    from lightning.pytorch.callbacks import Timer
+
+    from stylegan.callbacks import ProgressiveGrowing
+
+    class RankZeroClock:
+        def broadcast(self, obj, src=0):
+            assert src == 0
+            return 0.3  # rank 0 is already in 16px's fade; this rank's own clock says 8px
+
+    timer = Timer(duration="00:00:01:40")
+    timer._offset = 10.0  # this rank: 10 s of 100 spent
+    callback = ProgressiveGrowing(timed())
+    callback._timer = timer
+    trainer = SimpleNamespace(world_size=2, strategy=RankZeroClock())
+    assert callback.budget_used(trainer) == 0.3
+    assert callback.schedule.state_at(0, callback.budget_used(trainer)).resolution == 16
+    alone = SimpleNamespace(world_size=1, strategy=None)
+    assert callback.budget_used(alone) == pytest.approx(0.1)

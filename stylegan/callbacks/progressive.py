@@ -35,12 +35,17 @@ class ProgressiveGrowing(L.Callback):
         self.schedule = schedule
         self._timer: Timer | None = None
 
-    def budget_used(self) -> float | None:
-        """Fraction of trainer.max_time spent (time-budgeted schedules only, else None)."""
+    def budget_used(self, trainer: L.Trainer) -> float | None:
+        """Fraction of trainer.max_time spent (time-budgeted schedules only, else None). Under
+        DDP it is rank 0's clock, broadcast, so every rank switches phase on the same step (as
+        Lightning's own Timer broadcasts its stop decision each step)."""
         if self._timer is None:
             return None
         elapsed = self._timer.time_elapsed("train")
-        return elapsed / max(elapsed + (self._timer.time_remaining("train") or 0.0), 1e-9)
+        used = elapsed / max(elapsed + (self._timer.time_remaining("train") or 0.0), 1e-9)
+        if trainer.world_size > 1:
+            used = float(trainer.strategy.broadcast(used, src=0))
+        return used
 
     def _apply(
         self,
@@ -53,7 +58,7 @@ class ProgressiveGrowing(L.Callback):
         """Point the data module at the scheduled stage; apply it to the module if the current
         loader serves it. Otherwise the module ends the epoch on this batch and keeps the state it
         trained with, so epoch-end checkpoints and grids show the finished resolution."""
-        state = self.schedule.state_at(module.images_seen, self.budget_used())
+        state = self.schedule.state_at(module.images_seen, self.budget_used(trainer))
         world = trainer.world_size
         if state.batch_size % world:
             raise ConfigError(
