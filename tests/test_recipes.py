@@ -278,3 +278,32 @@ def test_under_ddp_every_rank_takes_rank_zeros_clock():
     assert callback.schedule.state_at(0, callback.budget_used(trainer)).resolution == 16
     alone = SimpleNamespace(world_size=1, strategy=None)
     assert callback.budget_used(alone) == pytest.approx(0.1)
+
+
+@pytest.mark.slow
+def test_a_resumed_time_budgeted_run_continues_the_clock_and_its_phase(train_config, tmp_path):
+    """Lightning's timer is checkpointed: a run resumed with a longer max_time starts in the
+    phase its spent share points to, not back at the start resolution."""
+    seen: list[int] = []
+
+    class Record(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, *args):
+            seen.append(pl_module.resolution)
+
+    shares = "stage.time_fraction={8: 1, 16: 1, 32: 1}"
+    train(train_config(shares, "trainer.max_time=00:00:00:06", "stage.total_kimg=100000"))
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    spent = torch.load(last, weights_only=False)["callbacks"]["Timer"]["time_elapsed"]["train"]
+    assert 6 <= spent < 9
+    import train as train_module
+
+    original = train_module.build_callbacks
+    train_module.build_callbacks = lambda *a: [*original(*a), Record()]
+    try:
+        # 6 s of 12: half the budget, which is 16px's stable phase (1/3 .. 2/3, fade until 1/2).
+        cfg = train_config(shares, "trainer.max_time=00:00:00:12", "stage.total_kimg=100000")
+        cfg.ckpt_path = str(last)
+        train(cfg)
+    finally:
+        train_module.build_callbacks = original
+    assert seen[0] == 16 and seen[-1] == 32
