@@ -141,6 +141,7 @@ class FIDCallback(L.Callback):
             for batch in datamodule.real_batches(resolution, self.num_real, batch_size):
                 progress.update(len(batch))  # rank 0 computes them alone
                 yield batch
+            progress.set_postfix_str("generated", refresh=False)
 
         real = real_reference(
             real_batches,
