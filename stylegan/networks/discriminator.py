@@ -32,6 +32,7 @@ from stylegan.networks.layers import (
     MinibatchStdDev,
     check_alpha,
     downsample2d,
+    fade_in,
 )
 
 # ----------------------------------------------------------------------------------------------
@@ -189,12 +190,7 @@ class Discriminator(nn.Module):
         r = resolution
         if r > MIN_RESOLUTION:
             x = self.blocks[str(r)](x)  # [N, C', r/2, r/2]
-            if isinstance(alpha, torch.Tensor):
-                skip = self.from_rgb[str(r // 2)](downsample2d(img))
-                x = torch.lerp(skip, x, alpha.to(x.dtype))  # exactly x at alpha = 1
-            elif alpha < 1.0:
-                skip = self.from_rgb[str(r // 2)](downsample2d(img))
-                x = alpha * x + (1.0 - alpha) * skip
+            x = fade_in(x, alpha, lambda: self.from_rgb[str(r // 2)](downsample2d(img)))
             r //= 2
         while r > MIN_RESOLUTION:
             x = self.blocks[str(r)](x)

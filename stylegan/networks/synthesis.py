@@ -32,6 +32,7 @@ from stylegan.networks.layers import (
     NoiseMode,
     check_alpha,
     check_noise_mode,
+    fade_in,
     upsample2d,
 )
 
@@ -221,10 +222,6 @@ class SynthesisNetwork(nn.Module):
             else:
                 x = self.blocks[str(r)](x, block_ws, noise_mode)  # [N, C, r, r]
         img = self.to_rgb[str(resolution)](x)  # [N, img_channels, r, r]
-        if resolution > MIN_RESOLUTION and isinstance(alpha, torch.Tensor):
-            skip = upsample2d(self.to_rgb[str(resolution // 2)](prev))
-            img = torch.lerp(skip, img, alpha.to(img.dtype))  # exactly img at alpha = 1
-        elif alpha < 1.0 and resolution > MIN_RESOLUTION:
-            skip = upsample2d(self.to_rgb[str(resolution // 2)](prev))
-            img = alpha * img + (1.0 - alpha) * skip
+        if resolution > MIN_RESOLUTION:
+            img = fade_in(img, alpha, lambda: upsample2d(self.to_rgb[str(resolution // 2)](prev)))
         return img
