@@ -28,7 +28,7 @@ from stylegan.metrics import (
     load_feature_network,
 )
 from stylegan.metrics.ppl import PerceptualNetworkUnavailable, load_lpips
-from stylegan.metrics.suite import MetricChoice, feature_metrics, ppl_metrics, real_reference
+from stylegan.metrics.suite import MetricChoice, evaluate_generator, ppl_metrics
 
 
 class FIDCallback(L.Callback):
@@ -50,7 +50,7 @@ class FIDCallback(L.Callback):
     ) -> None:
         self.every_images = round(every_kimg * 1000)
         self.num_images = num_images
-        self.num_real = num_real or num_images
+        self.num_real = num_real
         self.feature_network = feature_network
         self.weights_path = weights_path
         self.batch_size = batch_size
@@ -121,23 +121,16 @@ class FIDCallback(L.Callback):
             z = torch.randn(batch_size, G.z_dim, generator=gen).to(device)
             return G(z, resolution=resolution, alpha=alpha, noise_mode="random").float()
 
-        real = real_reference(
-            lambda batch_size: datamodule.real_batches(resolution, self.num_real, batch_size),
+        result, _ = evaluate_generator(
+            generate,
+            datamodule,
+            resolution=resolution,
             choice=self.choice,
-            key=["fid-real", datamodule.fingerprint, f"{resolution}px"],
-            count=self.num_real,
+            num_images=self.num_images,
+            num_real=self.num_real,
             feature_name=self.feature_network,
             feature_net=self._net,
             cache_dir=str(self.cache_dir),
-            batch_size=batch_size,
-            device=device,
-        )
-        result = feature_metrics(
-            generate,
-            real,
-            choice=self.choice,
-            num_images=self.num_images,
-            feature_net=self._net,
             batch_size=batch_size,
             device=device,
         )
