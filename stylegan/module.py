@@ -22,13 +22,13 @@ from torch import Tensor, nn
 
 from stylegan import losses
 from stylegan.augment import DiscriminatorAugment
+from stylegan.checkpoints import CHECKPOINT_FORMAT, check_checkpoint_format
 from stylegan.errors import ConfigError
 from stylegan.networks import Generator, mix_styles
 from stylegan.networks.layers import fade_in_reals
 from stylegan.schedule import ProgressState
 
 LOSSES = ("wgan_gp", "bce")
-CHECKPOINT_FORMAT = 1
 
 
 class StyleGANModule(L.LightningModule):
@@ -350,6 +350,7 @@ class StyleGANModule(L.LightningModule):
         saved = checkpoint.get("stylegan")
         if saved is None:
             raise ConfigError("this checkpoint was not written by stylegan's train.py")
+        check_checkpoint_format(saved, "ckpt_path")
         progress = saved["progress"]
         self.images_seen = self.images_before_step = int(progress["images_seen"])
         self.resolution = int(progress["resolution"])
