@@ -16,10 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stylegan.errors import ConfigError
 from stylegan.networks.channels import (
     MIN_RESOLUTION,
     channel_table,
+    check_active_resolution,
     check_resolution,
     normalize_channels,
     resolutions_up_to,
@@ -164,11 +164,7 @@ class Discriminator(nn.Module):
 
     def check_active_resolution(self, resolution: int | None) -> int:
         """The active resolution (``None`` = final); ConfigError unless it is a built one."""
-        if resolution is None:
-            return self.resolution
-        if resolution not in self.resolutions:
-            raise ConfigError(f"resolution must be one of {self.resolutions}, got {resolution!r}")
-        return int(resolution)
+        return check_active_resolution(resolution, self.resolutions)
 
     def forward(
         self,

@@ -16,10 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stylegan.errors import ConfigError
 from stylegan.networks.channels import (
     MIN_RESOLUTION,
     channel_table,
+    check_active_resolution,
     check_resolution,
     resolutions_up_to,
 )
@@ -177,11 +177,7 @@ class SynthesisNetwork(nn.Module):
 
     def check_active_resolution(self, resolution: int | None) -> int:
         """The active resolution (``None`` = final); ConfigError unless it is a built one."""
-        if resolution is None:
-            return self.resolution
-        if resolution not in self.resolutions:
-            raise ConfigError(f"resolution must be one of {self.resolutions}, got {resolution!r}")
-        return int(resolution)
+        return check_active_resolution(resolution, self.resolutions)
 
     def num_ws_at(self, resolution: int) -> int:
         """Number of ws used when synthesising at ``resolution`` (a built resolution)."""
