@@ -31,13 +31,7 @@ from stylegan.metrics import (
     load_feature_network,
 )
 from stylegan.metrics.ppl import load_lpips
-from stylegan.metrics.suite import (
-    MetricChoice,
-    feature_metrics,
-    format_results,
-    ppl_metrics,
-    real_reference,
-)
+from stylegan.metrics.suite import MetricChoice, evaluate_generator, format_results, ppl_metrics
 
 # Absolute, so main() finds conf/ when this file is imported (tests), not only run as __main__.
 CONF_DIR = str(Path(__file__).resolve().parent / "conf")
@@ -53,7 +47,6 @@ def evaluate_fid(cfg: DictConfig) -> dict:
     generator would score at these counts."""
     if cfg.num_images < 2:
         raise ConfigError(f"num_images must be >= 2, got {cfg.num_images}")
-    num_real = cfg.num_real or cfg.num_images
     choice = MetricChoice.from_config(cfg.get("metrics"))
     device = resolve_device(cfg.device)
     # PPL's LPIPS weights are checked first: a missing file fails in a second, not after FID.
@@ -73,23 +66,16 @@ def evaluate_fid(cfg: DictConfig) -> dict:
         z = torch.randn(batch_size, generator.z_dim, generator=gen).to(device)
         return generator(z, resolution=resolution, truncation_psi=cfg.truncation_psi)
 
-    reference = real_reference(
-        lambda batch_size: datamodule.real_batches(resolution, num_real, batch_size),
-        choice=choice,
-        key=["fid-real", datamodule.fingerprint, f"{resolution}px"],
-        count=num_real,
-        feature_name=cfg.feature_network,
-        feature_net=feature_net,
-        cache_dir=f"{cfg.paths.cache_dir}/fid",
-        batch_size=batch_size,
-        device=device,
-    )
-    result = feature_metrics(
+    result, reference = evaluate_generator(
         generate,
-        reference,
+        datamodule,
+        resolution=resolution,
         choice=choice,
         num_images=cfg.num_images,
+        num_real=cfg.num_real,
+        feature_name=cfg.feature_network,
         feature_net=feature_net,
+        cache_dir=cfg.paths.fid_cache_dir,
         batch_size=batch_size,
         device=device,
     )

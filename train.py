@@ -12,7 +12,7 @@ Examples:
 
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import hydra
 import lightning as L
@@ -73,12 +73,29 @@ def build_schedule(
     )
 
 
-def build_module(cfg: DictConfig, schedule: ProgressiveSchedule) -> StyleGANModule:
+class RunKnobs(NamedTuple):
+    """The ``loss`` and ``training`` groups split by the object that reads each knob."""
+
+    lr_multiplier: float  # the schedule's: scales every stage.lr entry
+    max_lr: float | None  # the schedule's: caps every stage.lr entry (per loss)
+    on_nonfinite: str  # the divergence guard's policy
+    module: dict[str, Any]  # StyleGANModule's keyword arguments (`loss` = the loss name)
+
+
+def run_knobs(cfg: DictConfig) -> RunKnobs:
+    """The one place that takes the schedule's and the guard's knobs out of ``loss`` and
+    ``training``; everything left goes to the module."""
     loss = dict(OmegaConf.to_container(cfg.loss, resolve=True))
-    loss.pop("max_lr", None)  # already applied to the schedule
-    training = OmegaConf.to_container(cfg.training, resolve=True)
-    training.pop("lr_multiplier", None)  # already applied to the schedule
-    training.pop("on_nonfinite", None)  # the divergence guard's, not the module's
+    training = dict(OmegaConf.to_container(cfg.training, resolve=True))
+    return RunKnobs(
+        lr_multiplier=training.pop("lr_multiplier"),
+        max_lr=loss.pop("max_lr"),
+        on_nonfinite=training.pop("on_nonfinite"),
+        module={"loss": loss.pop("name"), **loss, **training},
+    )
+
+
+def build_module(cfg: DictConfig, schedule: ProgressiveSchedule) -> StyleGANModule:
     try:
         generator = instantiate(cfg.model.generator)
         discriminator = instantiate(cfg.model.discriminator)
@@ -92,10 +109,8 @@ def build_module(cfg: DictConfig, schedule: ProgressiveSchedule) -> StyleGANModu
         generator=generator,
         discriminator=discriminator,
         augment=augment,
-        loss=loss.pop("name"),
         lr=schedule.state_at(0, budget_used=0.0).lr,
-        **loss,
-        **training,
+        **run_knobs(cfg).module,
     )
 
 
@@ -120,7 +135,7 @@ def build_callbacks(cfg: DictConfig, schedule: ProgressiveSchedule) -> list[L.Ca
     callbacks: list[L.Callback] = [
         ProgressiveGrowing(schedule),
         ExactResume(),
-        DivergenceGuard(policy=cfg.training.get("on_nonfinite", "stop")),
+        DivergenceGuard(policy=run_knobs(cfg).on_nonfinite),
     ]
     for conf in (cfg.get("callbacks") or {}).values():
         if conf is not None and "_target_" in conf:
@@ -140,7 +155,8 @@ def train(cfg: DictConfig) -> float | None:
         raise UserError(f"ckpt_path={ckpt_path} does not exist (point it at a run's last.ckpt)")
     if ckpt_path:  # refuse a hostile or broken file before preparing any data (tensors mapped)
         safe_torch_load(ckpt_path, what="ckpt_path", mmap=True)
-    schedule = build_schedule(cfg.stage, cfg.training.lr_multiplier, cfg.loss.get("max_lr"))
+    knobs = run_knobs(cfg)
+    schedule = build_schedule(cfg.stage, knobs.lr_multiplier, knobs.max_lr)
     module = build_module(cfg, schedule)
     datamodule = instantiate(cfg.data, resolutions=schedule.resolutions)
     trainer: L.Trainer = instantiate_group(

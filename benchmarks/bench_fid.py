@@ -27,7 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from stylegan.metrics.fid import (
+from stylegan.metrics import (
     FeatureStats,
     feature_batch_size,
     frechet_distance,

@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from stylegan.metrics.fid import load_feature_network
+from stylegan.metrics import load_feature_network
 from stylegan.metrics.kid import kernel_inception_distance
 from stylegan.metrics.ppl import perceptual_path_length
 from stylegan.metrics.precision_recall import precision_recall

@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from stylegan.callbacks import AtomicCheckpointIO  # noqa: E402
-from train import build_callbacks, build_module, build_schedule  # noqa: E402
+from train import build_callbacks, build_module, build_schedule, run_knobs  # noqa: E402
 
 # Figures only: Lightning's banners, warnings and the cache's progress bars would bury the table.
 warnings.filterwarnings("ignore")
@@ -172,7 +172,8 @@ def run_row(args, widths: str, resolution: int, precision: str, memory_format: s
     elif memory_format != "nchw":
         return None  # this version of the project has no channels_last knob
     L.seed_everything(0, workers=True)
-    schedule = build_schedule(cfg.stage, cfg.training.lr_multiplier)
+    knobs = run_knobs(cfg)
+    schedule = build_schedule(cfg.stage, knobs.lr_multiplier, knobs.max_lr)
     module = build_module(cfg, schedule)
     datamodule = instantiate(cfg.data, resolutions=schedule.resolutions)
     # FLOPs per step depend on the widths, resolution and algorithm, not on precision or layout:

@@ -11,7 +11,9 @@ tensors), so the allow-list is empty: a pickle that names any class or function 
 
 ``generator.pt`` versions: a reader accepts its own :data:`GENERATOR_VERSION` and every older one
 (converted on load; version 1 is the first), and refuses a newer one with one line that says to
-upgrade.
+upgrade. A training checkpoint's ``checkpoint["stylegan"]["format"]`` is
+:data:`CHECKPOINT_FORMAT`; resuming from or sampling a checkpoint of another format is refused with
+one line (:func:`check_checkpoint_format`).
 """
 
 import os
@@ -23,12 +25,14 @@ from typing import Any
 import torch
 
 from stylegan.atomic import atomic_torch_save
-from stylegan.errors import UserError
+from stylegan.errors import ConfigError, UserError
 from stylegan.networks import Generator
 
 __all__ = [
     "ALLOWED_GLOBALS",
+    "CHECKPOINT_FORMAT",
     "atomic_torch_save",
+    "check_checkpoint_format",
     "generator_export",
     "load_generator",
     "safe_torch_load",
@@ -36,6 +40,7 @@ __all__ = [
 
 GENERATOR_FORMAT = "stylegan-generator"
 GENERATOR_VERSION = 1
+CHECKPOINT_FORMAT = 1  # checkpoint["stylegan"]["format"] of a training checkpoint
 EMA_PREFIX = "generator_ema."
 # Classes and functions (beyond torch's tensor rebuilders and Python's plain containers) that our
 # files may name. Empty on purpose: add an entry only for a type that our own writers store.
@@ -75,6 +80,17 @@ def _unreadable(path: Path, exc: BaseException) -> str:
         f"cannot read {path}: truncated or not a PyTorch checkpoint ({detail}); "
         "point ckpt at a complete last.ckpt or generator.pt"
     )
+
+
+def check_checkpoint_format(meta: dict[str, Any], where: str | os.PathLike) -> None:
+    """One-line ConfigError unless a training checkpoint's ``stylegan`` entry (``meta``) has the
+    :data:`CHECKPOINT_FORMAT` this code writes; ``where`` names the file or the config key."""
+    found = meta.get("format")
+    if found != CHECKPOINT_FORMAT:
+        raise ConfigError(
+            f"{where} is a stylegan checkpoint of format {found!r}, but this stylegan reads format "
+            f"{CHECKPOINT_FORMAT}; use the stylegan version that wrote it, or start a new run"
+        )
 
 
 def generator_export(generator: Generator, **extra: Any) -> dict[str, Any]:
@@ -117,6 +133,7 @@ def load_generator(
         info = {"resolution": payload.get("resolution"), "images_seen": payload.get("images_seen")}
     elif isinstance(payload.get("stylegan"), dict) and "state_dict" in payload:
         meta = payload["stylegan"]
+        check_checkpoint_format(meta, path)
         try:
             config, source = meta["generator_config"], "checkpoint"
             state = {

@@ -8,6 +8,7 @@ a penalty do not underflow (the PyTorch AMP recipe for gradient penalties).
 """
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -81,3 +82,64 @@ def r1_penalty(real_logits: Tensor, real: Tensor, *, grad_scale: float = 1.0) ->
     before that pass), so R1 costs a double backward but no second forward."""
     grads = input_gradients(real_logits, real, grad_scale=grad_scale)
     return grads.square().flatten(1).sum(dim=1).mean()
+
+
+# ----------------------------------------------------------------------------------------------
+# D's loss composition.
+
+
+class Penalty(NamedTuple):
+    """D's regularizer: which one, its weight in the total loss, and how often it runs."""
+
+    name: str | None  # "gp" (WGAN-GP), "r1", or None (no penalty)
+    weight: float  # gp_weight, or gamma / 2 for R1
+    interval: int  # lazy regularization: every N D steps, scaled by N; 1 = every step
+
+    def due(self, d_step: int) -> bool:
+        """Whether the penalty runs at D step ``d_step`` (0, N, 2N, ...)."""
+        return self.name is not None and d_step % self.interval == 0
+
+    @property
+    def adam_ratio(self) -> float:
+        """StyleGAN2's lazy-regularization correction of D's Adam lr and betas: N / (N + 1)."""
+        return self.interval / (self.interval + 1) if self.interval > 1 else 1.0
+
+
+def discriminator_penalty(
+    loss: str, *, gp_weight: float, gp_interval: int, r1_gamma: float, r1_interval: int
+) -> Penalty:
+    """The one place that decides whether D's loss has a penalty: WGAN-GP always has its
+    gradient penalty; the logistic loss has R1 when ``r1_gamma > 0``."""
+    if loss == "wgan_gp":
+        return Penalty("gp", gp_weight, gp_interval)
+    if r1_gamma > 0:
+        return Penalty("r1", r1_gamma / 2, r1_interval)
+    return Penalty(None, 0.0, 1)
+
+
+def discriminator_loss(
+    loss: str,
+    real_logits: Tensor,
+    fake_logits: Tensor,
+    *,
+    drift_weight: float,
+    penalty: Penalty,
+    penalty_value: Tensor | None,
+) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+    """D's total loss, its main term and the named extra terms (``drift``, ``gp`` / ``r1``).
+
+    ``wgan_gp``: ``wgan + drift_weight * drift``; ``bce``: the logistic loss. ``penalty_value``
+    (given only at a step where ``penalty.due``) adds ``penalty.weight * value * penalty.interval``:
+    a lazy penalty is scaled by its interval, so its average over N steps is the same."""
+    terms: dict[str, Tensor] = {}
+    if loss == "wgan_gp":
+        main = wgan_d_loss(real_logits, fake_logits)
+        terms["drift"] = drift_penalty(real_logits)
+        total = main + drift_weight * terms["drift"]
+    else:
+        main = logistic_d_loss(real_logits, fake_logits)
+        total = main
+    if penalty_value is not None:
+        total = total + penalty.weight * penalty_value * penalty.interval
+        terms[str(penalty.name)] = penalty_value
+    return total, main, terms

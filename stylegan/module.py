@@ -2,12 +2,14 @@
 
 Owns one training step (``n_critic`` discriminator updates, then one generator update), the loss
 selection (WGAN-GP with drift, or non-saturating logistic with R1; either penalty may run lazily,
-with StyleGAN2's Adam correction), the fade-in of reals, style-mixing regularization, the
-generator EMA, the memory format (channels_last), and the count of images seen, which is the
-progressive state's single source of truth (the :class:`~stylegan.callbacks.ProgressiveGrowing`
-callback derives resolution, alpha, batch size and learning rate from it). Uses
-``toggle_optimizer`` and ``manual_backward`` so that Lightning's precision plugins (bf16/fp16) and
-DDP apply; losses and penalties are computed in fp32 from fp32 logits.
+with StyleGAN2's Adam correction; whether a penalty is on, and D's total loss, are the pure
+``stylegan.losses.discriminator_penalty`` and ``discriminator_loss``), the fade-in of reals,
+style-mixing regularization, the generator EMA, the memory format (channels_last), and the count
+of images seen, which is the progressive state's single source of truth (the
+:class:`~stylegan.callbacks.ProgressiveGrowing` callback derives resolution, alpha, batch size and
+learning rate from it). Uses ``toggle_optimizer`` and ``manual_backward`` so that Lightning's
+precision plugins (bf16/fp16) and DDP apply; losses and penalties are computed in fp32 from fp32
+logits.
 """
 
 import copy
@@ -20,13 +22,13 @@ from torch import Tensor, nn
 
 from stylegan import losses
 from stylegan.augment import DiscriminatorAugment
+from stylegan.checkpoints import CHECKPOINT_FORMAT, check_checkpoint_format
 from stylegan.errors import ConfigError
 from stylegan.networks import Generator, mix_styles
 from stylegan.networks.layers import fade_in_reals
 from stylegan.schedule import ProgressState
 
 LOSSES = ("wgan_gp", "bce")
-CHECKPOINT_FORMAT = 1
 
 
 class StyleGANModule(L.LightningModule):
@@ -58,8 +60,14 @@ class StyleGANModule(L.LightningModule):
         super().__init__()
         if loss not in LOSSES:
             raise ConfigError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
-        needs_input_gradients = loss == "wgan_gp" or r1_gamma > 0
-        if needs_input_gradients and not getattr(discriminator, "supports_gradient_penalty", True):
+        self.penalty = losses.discriminator_penalty(
+            loss,
+            gp_weight=gp_weight,
+            gp_interval=gp_interval,
+            r1_gamma=r1_gamma,
+            r1_interval=r1_interval,
+        )
+        if self.penalty.name and not getattr(discriminator, "supports_gradient_penalty", True):
             raise ConfigError(
                 f"{type(discriminator).__name__} uses BatchNorm, which breaks per-sample gradient "
                 "penalties: use loss=bce (without R1) with it, or the StyleGAN discriminator"
@@ -85,9 +93,7 @@ class StyleGANModule(L.LightningModule):
         self.r1_interval = r1_interval
         # Lazy regularization (StyleGAN2): D's Adam sees the penalty every N steps, so its lr and
         # betas are scaled by N / (N + 1) to keep the same effective step over N + 1 minibatches.
-        interval = gp_interval if loss == "wgan_gp" else (r1_interval if r1_gamma > 0 else 1)
-        self.reg_interval = interval
-        self.d_adam_ratio = interval / (interval + 1) if interval > 1 else 1.0
+        self.d_adam_ratio = self.penalty.adam_ratio
         self.n_critic = n_critic
         self.style_mixing_prob = style_mixing_prob
         self.ema_half_life_kimg = ema_half_life_kimg
@@ -195,31 +201,29 @@ class StyleGANModule(L.LightningModule):
         return 1.0
 
     def _discriminator_loss(self, real: Tensor, fake: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        regularize = self._d_steps % self.reg_interval == 0
-        r1_step = self.loss == "bce" and self.r1_gamma > 0 and regularize
+        penalty = self.penalty
+        due = penalty.due(self._d_steps)
+        r1_step = due and penalty.name == "r1"
         if r1_step:  # R1 differentiates the D(real) pass the loss runs anyway
             real = real.detach().requires_grad_(True)
         real_logits = self._discriminate(real, penalty=r1_step)
         fake_logits = self._discriminate(fake)
-        logs: dict[str, Tensor] = {}
-        if self.loss == "wgan_gp":
-            main = losses.wgan_d_loss(real_logits, fake_logits)
-            drift = losses.drift_penalty(real_logits)
-            total = main + self.drift_weight * drift
-            logs["loss/drift"] = drift.detach()
-            if regularize:
-                gp = losses.gradient_penalty(
-                    self._discriminate_for_penalty, real, fake, grad_scale=self._gradient_scale()
-                )
-                total = total + self.gp_weight * gp * self.gp_interval
-                logs["loss/gp"] = gp.detach()
-        else:
-            main = losses.logistic_d_loss(real_logits, fake_logits)
-            total = main
-            if r1_step:
-                r1 = losses.r1_penalty(real_logits, real, grad_scale=self._gradient_scale())
-                total = total + (self.r1_gamma / 2) * r1 * self.r1_interval
-                logs["loss/r1"] = r1.detach()
+        value = None
+        if r1_step:
+            value = losses.r1_penalty(real_logits, real, grad_scale=self._gradient_scale())
+        elif due:
+            value = losses.gradient_penalty(
+                self._discriminate_for_penalty, real, fake, grad_scale=self._gradient_scale()
+            )
+        total, main, terms = losses.discriminator_loss(
+            self.loss,
+            real_logits,
+            fake_logits,
+            drift_weight=self.drift_weight,
+            penalty=penalty,
+            penalty_value=value,
+        )
+        logs = {f"loss/{name}": term.detach() for name, term in terms.items()}
         if self.augment is not None:
             self.augment.accumulate(real_logits, real.shape[0])
             logs["augment/p"] = self.augment.p.detach().clone()
@@ -346,6 +350,7 @@ class StyleGANModule(L.LightningModule):
         saved = checkpoint.get("stylegan")
         if saved is None:
             raise ConfigError("this checkpoint was not written by stylegan's train.py")
+        check_checkpoint_format(saved, "ckpt_path")
         progress = saved["progress"]
         self.images_seen = self.images_before_step = int(progress["images_seen"])
         self.resolution = int(progress["resolution"])

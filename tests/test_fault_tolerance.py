@@ -531,8 +531,9 @@ def test_two_train_processes_share_one_cache_dir(tmp_path, celeba_root):
 
 def test_a_malicious_fid_statistics_cache_is_recomputed_not_run(tmp_path):
     from stylegan.metrics import fid as fidmod
+    from stylegan.metrics import load_feature_network
 
-    tiny = fidmod.load_feature_network("tiny")
+    tiny = load_feature_network("tiny")
     images = torch.randint(0, 256, (10, 3, 16, 16), dtype=torch.uint8)
     kw = dict(key="k", count=10, feature_name="tiny", cache_dir=tmp_path, batch_size=5)
     path = fidmod.real_stats_cache_path(tmp_path, key="k", count=10, feature_name="tiny")

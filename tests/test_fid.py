@@ -11,18 +11,19 @@ import pytest
 import torch
 from PIL import Image
 
-from stylegan.metrics import fid as fidmod
-from stylegan.metrics.fid import (
+from stylegan.metrics import (
     FeatureNetworkUnavailable,
     FeatureStats,
     compute_fid,
     feature_statistics,
-    fid_of_images,
     frechet_distance,
     load_feature_network,
     real_statistics,
     to_uint8,
 )
+from stylegan.metrics import cache as cachemod
+from stylegan.metrics import fid as fidmod
+from stylegan.metrics.feature_networks import TinyFeatureNet
 
 CELEBA = Path("/work/shared/celeba/img_align_celeba")
 needs_celeba = pytest.mark.skipif(not CELEBA.is_dir(), reason="CelebA sample not available")
@@ -42,6 +43,13 @@ def _load_celeba(start: int, count: int, size: int) -> torch.Tensor:
 
 def _batches(images: torch.Tensor, batch_size: int = 64):
     return [images[i : i + batch_size] for i in range(0, len(images), batch_size)]
+
+
+def fid_of_images(real_batches, fake_batches, feature_net) -> float:
+    """FID between two iterables of uint8 batches, from the local statistics of each."""
+    return frechet_distance(
+        feature_statistics(real_batches, feature_net), feature_statistics(fake_batches, feature_net)
+    )
 
 
 def _noise(n: int, size: int, seed: int = 0) -> torch.Tensor:
@@ -169,10 +177,10 @@ def test_real_statistics_cache_hit_skips_network_and_new_key_recomputes(tmp_path
 
     def fake_load(name, *, weights_path=None, device="cpu"):
         assert name == "tiny"
-        nets.append(_Counting(fidmod.TinyFeatureNet()))
+        nets.append(_Counting(TinyFeatureNet()))
         return nets[-1]
 
-    monkeypatch.setattr(fidmod, "load_feature_network", fake_load)
+    monkeypatch.setattr(cachemod, "load_feature_network", fake_load)
     kw = dict(count=30, feature_name="tiny", cache_dir=tmp_path / "cache", batch_size=8)
 
     mu, sigma, n = real_statistics(images_fn, key=("celeba-abc123", "crop=center", 16), **kw)
@@ -188,7 +196,7 @@ def test_real_statistics_cache_hit_skips_network_and_new_key_recomputes(tmp_path
     assert len(nets) == 1 and nets[0].calls == 4 and fn_calls == [8]
     assert torch.equal(mu, mu2) and torch.equal(sigma, sigma2) and n2 == n
     # Also a hit when a network is passed in: it is not called.
-    passed = _Counting(fidmod.TinyFeatureNet())
+    passed = _Counting(TinyFeatureNet())
     real_statistics(images_fn, key=("celeba-abc123", "crop=center", 16), feature_net=passed, **kw)
     assert passed.calls == 0
 
@@ -200,7 +208,7 @@ def test_real_statistics_cache_hit_skips_network_and_new_key_recomputes(tmp_path
     assert len(list((tmp_path / "cache").iterdir())) == 3
 
     # Matches the uncached statistics.
-    ref = feature_statistics(_batches(images[:30]), fidmod.TinyFeatureNet())
+    ref = feature_statistics(_batches(images[:30]), TinyFeatureNet())
     assert torch.allclose(mu, ref.mu) and torch.allclose(sigma, ref.sigma)
 
 
@@ -297,7 +305,7 @@ def _ddp_worker(rank: int, world: int, port: int, out_dir: str) -> None:
     )
     try:
         torch.set_num_threads(1)
-        net = fidmod.TinyFeatureNet()
+        net = TinyFeatureNet()
         real_images = _noise(40, 16, seed=10)
         fake_images = _noise(30, 16, seed=11)[:, :, :, :8].repeat(1, 1, 1, 2)
 
@@ -346,7 +354,7 @@ def test_compute_fid_ddp_two_ranks_matches_single_process(tmp_path):
     r0 = torch.load(tmp_path / "r0.pt", weights_only=True)
     r1 = torch.load(tmp_path / "r1.pt", weights_only=True)
 
-    net = fidmod.TinyFeatureNet()
+    net = TinyFeatureNet()
     real_images = _noise(40, 16, seed=10)
     fake_images = _noise(30, 16, seed=11)[:, :, :, :8].repeat(1, 1, 1, 2)
     expected = fid_of_images(_batches(real_images), _batches(fake_images), net)

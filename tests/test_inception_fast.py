@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from stylegan.metrics.fid import feature_statistics, frechet_distance, load_feature_network
+from stylegan.metrics import feature_statistics, frechet_distance, load_feature_network
 from stylegan.metrics.inception import FoldedGraph, UnsupportedGraphError
 
 CELEBA = Path(__file__).resolve().parents[2] / "shared" / "celeba" / "img_align_celeba"
@@ -82,7 +82,7 @@ def test_unknown_graph_construct_is_refused_and_the_network_falls_back(caplog):
         assert "prim::Loop" in str(exc)
     else:
         raise AssertionError("a loop must be refused")
-    from stylegan.metrics.fid import TFInceptionOffline
+    from stylegan.metrics.feature_networks import TFInceptionOffline
 
     with caplog.at_level(logging.WARNING):
         net = TFInceptionOffline(scripted)

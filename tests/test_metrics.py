@@ -10,14 +10,13 @@ import numpy as np
 import pytest
 import torch
 
+from stylegan.metrics.feature_networks import TinyFeatureNet
 from stylegan.metrics.features import (
     features_of,
     generated_features,
     real_features,
     real_features_cache_path,
-    statistics_of,
 )
-from stylegan.metrics.fid import TinyFeatureNet, feature_statistics, frechet_distance
 from stylegan.metrics.kid import kernel_inception_distance
 from stylegan.metrics.ppl import (
     PerceptualNetworkUnavailable,
@@ -27,6 +26,7 @@ from stylegan.metrics.ppl import (
     perceptual_path_length,
 )
 from stylegan.metrics.precision_recall import precision_recall
+from stylegan.metrics.statistics import feature_statistics, frechet_distance, statistics_of
 from stylegan.networks import Generator
 
 TINY_G = dict(z_dim=16, w_dim=16, mapping_layers=2, channel_base=128, channel_max=16)

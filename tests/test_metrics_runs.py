@@ -8,7 +8,7 @@ import torch
 from conftest import run_cli
 from test_metrics import _VGG16_CONVS
 
-from stylegan.metrics.fid import TinyFeatureNet
+from stylegan.metrics.feature_networks import TinyFeatureNet
 from stylegan.metrics.ppl import TinyPerceptualNet
 from train import train
 

@@ -220,6 +220,73 @@ def test_lazy_gradient_penalty_runs_every_nth_d_step_scaled_by_n(train_config, m
     assert opt_d.param_groups[0]["lr"] == pytest.approx(module.lr * 0.8)
 
 
+@pytest.mark.parametrize("loss", ["wgan_gp", "bce"])
+def test_a_lazy_penalty_step_adds_the_penalty_times_n_to_ds_total_loss(
+    train_config, monkeypatch, loss
+):
+    """At a lazy penalty step D's total loss (what is back-propagated) is
+    ``wgan + drift_weight * drift + gp_weight * gp * N`` (WGAN-GP), or
+    ``logistic + (gamma / 2) * r1 * N`` (R1), computed here from D's logits and the penalty."""
+    n = 4
+    spied = {"logits": [], "penalty": [], "backward": []}
+
+    def spy(name, key):
+        real_fn = getattr(losses, name)
+
+        def wrapper(*args, **kwargs):
+            value = real_fn(*args, **kwargs)
+            spied[key].append(args[:2] if key == "logits" else value.detach())
+            return value
+
+        monkeypatch.setattr(losses, name, wrapper)
+
+    spy("wgan_d_loss" if loss == "wgan_gp" else "logistic_d_loss", "logits")
+    spy("gradient_penalty" if loss == "wgan_gp" else "r1_penalty", "penalty")
+    import train as train_module
+
+    build_module = train_module.build_module
+
+    def with_backward_spy(cfg, schedule):
+        module = build_module(cfg, schedule)
+        backward = module.manual_backward
+
+        def recording(value, *args, **kwargs):
+            spied["backward"].append(value.detach())
+            return backward(value, *args, **kwargs)
+
+        module.manual_backward = recording
+        return module
+
+    monkeypatch.setattr(train_module, "build_module", with_backward_spy)
+    interval = "loss.gp_interval" if loss == "wgan_gp" else "loss.r1_interval"
+    cfg = train_config(
+        "stage.total_kimg=0.064", "data.limit=64", "++stage.batch_size.8=8", f"loss={loss}",
+        f"{interval}={n}",
+    )  # fmt: skip
+    train(cfg)
+    d_totals = spied["backward"][0::2]  # per step: D's backward (n_critic = 1), then G's
+    assert len(d_totals) == len(spied["logits"]) == 8 and len(spied["penalty"]) == 2
+    penalties = iter(spied["penalty"])
+    for step, (total, (real, fake)) in enumerate(zip(d_totals, spied["logits"], strict=True)):
+        real, fake = real.detach(), fake.detach()
+        if loss == "wgan_gp":
+            main = fake.mean() - real.mean()
+            expected = main + cfg.loss.drift_weight * real.square().mean()
+            weight = cfg.loss.gp_weight
+        else:
+            main = (
+                torch.nn.functional.softplus(-real).mean()
+                + torch.nn.functional.softplus(fake).mean()
+            )
+            expected = main
+            weight = cfg.loss.r1_gamma / 2
+        if step % n == 0:  # a lazy penalty step: the penalty, scaled by N
+            penalty = weight * next(penalties) * n
+            assert penalty > 1e-3 * abs(main)  # large enough to be told from a missing *N
+            expected = expected + penalty
+        torch.testing.assert_close(total, expected, rtol=1e-5, atol=1e-6)
+
+
 def test_r1_reuses_the_d_real_pass(train_config, monkeypatch):
     captured = _capture_module(monkeypatch)
     forwards = []

@@ -12,7 +12,7 @@ import pytest
 import torch
 from conftest import ROOT, compose_config, run_cli
 
-from stylegan.checkpoints import atomic_torch_save, load_generator
+from stylegan.checkpoints import CHECKPOINT_FORMAT, atomic_torch_save, load_generator
 from stylegan.errors import ConfigError
 from stylegan.networks import DCGANDiscriminator, Generator
 from train import train
@@ -250,6 +250,23 @@ def test_resume_restores_state_before_the_first_step(smoke_run, train_config, tm
     cfg = train_config(f"ckpt_path={last}", "callbacks.samples=null")
     train(cfg)
     assert read_progress(tmp_path / "checkpoints" / "last.ckpt") == read_progress(last)
+
+
+def test_a_checkpoint_of_another_format_is_refused_in_one_line(smoke_run, train_config, tmp_path):
+    """``checkpoint["stylegan"]["format"]`` is checked on load: resuming from, or loading the
+    generator of, a checkpoint of another format is a one-line ConfigError, not a misread."""
+    last = smoke_run / "checkpoints" / "last.ckpt"
+    payload = torch.load(last, map_location="cpu", weights_only=False)
+    payload["stylegan"]["format"] = CHECKPOINT_FORMAT + 1
+    foreign = tmp_path / "foreign.ckpt"
+    torch.save(payload, foreign)
+    resume = train_config(f"ckpt_path={foreign}", "callbacks.samples=null")
+    message = rf"format {CHECKPOINT_FORMAT + 1}, but this stylegan reads format {CHECKPOINT_FORMAT}"
+    for load in (lambda: load_generator(foreign), lambda: train(resume)):
+        with pytest.raises(ConfigError, match=message) as error:
+            load()
+        assert "\n" not in str(error.value)
+    assert not (tmp_path / "checkpoints" / "last.ckpt").exists()  # nothing trained or written
 
 
 # ---------------------------------------------------------------------------- atomic writes

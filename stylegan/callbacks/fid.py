@@ -15,6 +15,7 @@ itself off instead of failing the run.
 without local LPIPS weights is turned off the same way, with one warning.
 """
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,25 @@ from stylegan.metrics import (
     load_feature_network,
 )
 from stylegan.metrics.ppl import PerceptualNetworkUnavailable, load_lpips
-from stylegan.metrics.suite import MetricChoice, feature_metrics, ppl_metrics, real_reference
+from stylegan.metrics.suite import MetricChoice, evaluate_generator, ppl_metrics
+
+
+class CountedReals:
+    """A data module's real images, counted on the FID progress line as they are read (only
+    when the real statistics are not cached yet)."""
+
+    def __init__(self, datamodule: Any, progress: tqdm) -> None:
+        self.datamodule = datamodule
+        self.progress = progress
+        self.fingerprint = datamodule.fingerprint
+
+    def real_batches(self, resolution: int, count: int, batch_size: int) -> Iterator[torch.Tensor]:
+        self.progress.total += count
+        self.progress.set_postfix_str("real statistics", refresh=False)
+        for batch in self.datamodule.real_batches(resolution, count, batch_size):
+            self.progress.update(len(batch))  # rank 0 computes them alone
+            yield batch
+        self.progress.set_postfix_str("generated", refresh=False)
 
 
 class FIDCallback(L.Callback):
@@ -51,7 +70,7 @@ class FIDCallback(L.Callback):
     ) -> None:
         self.every_images = round(every_kimg * 1000)
         self.num_images = num_images
-        self.num_real = num_real or num_images
+        self.num_real = num_real
         self.feature_network = feature_network
         self.weights_path = weights_path
         self.batch_size = batch_size
@@ -134,32 +153,16 @@ class FIDCallback(L.Callback):
             progress.update(batch_size * trainer.world_size)
             return images
 
-        def real_batches(batch_size: int):
-            # Only when the real statistics are not cached yet: count them on the same line.
-            progress.total += self.num_real
-            progress.set_postfix_str("real statistics", refresh=False)
-            for batch in datamodule.real_batches(resolution, self.num_real, batch_size):
-                progress.update(len(batch))  # rank 0 computes them alone
-                yield batch
-            progress.set_postfix_str("generated", refresh=False)
-
-        real = real_reference(
-            real_batches,
+        result, _ = evaluate_generator(
+            generate,
+            CountedReals(datamodule, progress),
+            resolution=resolution,
             choice=self.choice,
-            key=["fid-real", datamodule.fingerprint, f"{resolution}px"],
-            count=self.num_real,
+            num_images=self.num_images,
+            num_real=self.num_real,
             feature_name=self.feature_network,
             feature_net=self._net,
             cache_dir=str(self.cache_dir),
-            batch_size=batch_size,
-            device=device,
-        )
-        result = feature_metrics(
-            generate,
-            real,
-            choice=self.choice,
-            num_images=self.num_images,
-            feature_net=self._net,
             batch_size=batch_size,
             device=device,
         )

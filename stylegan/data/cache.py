@@ -6,9 +6,10 @@ decoded, in order; how many were skipped) and one ``images_{R}.npy`` per resolut
 ``[N, 3, R, R]``, read back memory-mapped. Building decodes each image once and writes every
 missing resolution in that pass; a later run that needs another resolution decodes again only
 for that one. Files are written under temporary names (unique per process, in the same folder)
-and renamed into place with ``os.replace``, so a killed build is never mistaken for a finished one
-and concurrent builders (one per node under DDP) never write into each other's files; temporaries
-left by a killed build on this host are removed by the next build.
+and renamed into place by :func:`stylegan.atomic.atomic_path` (fsynced first; a failed write is
+one line), so a killed build is never mistaken for a finished one and concurrent builders (one
+per node under DDP) never write into each other's files; temporaries left by a killed build on
+this host are removed by the next build.
 
 Hostile inputs: every mode PIL decodes becomes RGB (grayscale replicated, CMYK converted, images
 with an alpha channel or a transparent palette composited over white). Files that cannot be used
@@ -20,12 +21,11 @@ pixels (a 1x1 image). The cache is built before training starts, so none of them
 half-way.
 """
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
-import socket
-import uuid
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +36,7 @@ import numpy as np
 from PIL import ExifTags, Image, ImageOps
 from tqdm import tqdm
 
+from stylegan.atomic import atomic_path, remove_dead_temporaries
 from stylegan.errors import UserError
 
 RESIZE_METHOD = "pil-exif-lanczos-box-v4"  # part of the key: change it when decode/resize changes
@@ -174,6 +175,11 @@ def skip_summary(unreadable: Sequence[tuple[str, str]]) -> str:
     return ", ".join(f"{n} {label}" for label, n in counts.items())
 
 
+def prepared_path(folder: Path, resolution: int) -> Path:
+    """The array of ``resolution`` in a cache folder: ``images_{R}.npy``."""
+    return folder / f"images_{resolution}.npy"
+
+
 class PreparedImages:
     """The cache of one key: the manifest and memory-mapped arrays per resolution."""
 
@@ -188,7 +194,7 @@ class PreparedImages:
         return len(self.files)
 
     def path(self, resolution: int) -> Path:
-        return self.folder / f"images_{resolution}.npy"
+        return prepared_path(self.folder, resolution)
 
     def has(self, resolution: int) -> bool:
         """Whether the array of ``resolution`` is in place with one row per manifest file."""
@@ -202,35 +208,6 @@ class PreparedImages:
     def array(self, resolution: int) -> np.ndarray:
         """uint8 [N, 3, R, R], memory-mapped (nothing is read until indexed)."""
         return np.load(self.path(resolution), mmap_mode="r")
-
-
-def _temp_name(folder: Path, name: str) -> Path:
-    """A temporary path in ``folder``, unique to this process: ``.tmp-<host>-<pid>-<id>-<name>``."""
-    return folder / f".tmp-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:12]}-{name}"
-
-
-def _remove_dead_temporaries(folder: Path) -> None:
-    """Delete temporaries that killed builds on this host left behind (their process is gone)."""
-    host = socket.gethostname()
-    for path in folder.glob(".tmp-*"):
-        rest = path.name[len(".tmp-") :]
-        if not rest.startswith(host + "-"):
-            continue
-        pid = rest[len(host) + 1 :].split("-", 1)[0]
-        if not pid.isdigit():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            path.unlink(missing_ok=True)
-        except OSError:
-            pass  # alive, or not ours to signal
-
-
-def _replace_json(path: Path, data: dict) -> None:
-    tmp = _temp_name(path.parent, path.name)
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
 
 
 def _truncate_npy(path: Path, rows: int) -> None:
@@ -284,10 +261,12 @@ def build_cache(
         missing, sources = sorted(set(resolutions)), list(files)
     if not sources:
         raise DataError(f"no images to prepare under {root}")
-    _remove_dead_temporaries(folder)
+    remove_dead_temporaries(folder)
 
-    tmp_paths = {r: _temp_name(folder, f"images_{r}.npy") for r in missing}
-    try:
+    with contextlib.ExitStack() as writes:  # renamed into place once every array is written
+        tmp_paths = {
+            r: writes.enter_context(atomic_path(prepared_path(folder, r))) for r in missing
+        }
         decoded, unreadable, min_side = _decode_into(
             root, sources, crop, missing, tmp_paths, num_workers, progress
         )
@@ -318,14 +297,8 @@ def build_cache(
                 "those images are upsampled (use larger source images for this resolution)",
                 stacklevel=2,
             )
-        for r in missing:
-            os.replace(tmp_paths[r], folder / f"images_{r}.npy")
-    finally:
-        for path in tmp_paths.values():
-            path.unlink(missing_ok=True)
     if prepared is None:  # written last: a folder without it is rebuilt from scratch
-        _replace_json(
-            folder / MANIFEST,
+        manifest = json.dumps(
             {
                 "files": decoded,
                 "skipped": len(unreadable),
@@ -334,8 +307,10 @@ def build_cache(
                 "crop": [crop.size, crop.center_y],
                 "resize": RESIZE_METHOD,
                 "root": str(root),
-            },
+            }
         )
+        with atomic_path(folder / MANIFEST) as tmp:
+            tmp.write_text(manifest)
     log.info("prepared %d images at %s px in %s", len(decoded), missing, folder)
     return PreparedImages(folder)
 

@@ -315,11 +315,6 @@ class CelebADataModule(L.LightningDataModule):
         mtimes, the crop and the resize method. Flips are not part of it (reals are unflipped)."""
         return self.prepared.key
 
-    @property
-    def dataset_fingerprint(self) -> str:
-        """Same as :attr:`fingerprint`."""
-        return self.fingerprint
-
     def __len__(self) -> int:
         return len(self.prepared)
 
@@ -393,7 +388,3 @@ class CelebADataModule(L.LightningDataModule):
         for start in range(0, len(order), batch_size):
             chunk = np.sort(order[start : start + batch_size])  # sorted reads from the memmap
             yield torch.from_numpy(np.array(array[chunk]))
-
-    def real_images(self, resolution: int, count: int, seed: int = 0) -> Tensor:
-        """:meth:`real_batches` as one uint8 ``[min(count, len(self)), 3, R, R]`` tensor."""
-        return torch.cat(list(self.real_batches(resolution, count, 256, seed)))

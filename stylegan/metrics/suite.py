@@ -11,24 +11,29 @@ precision/recall the real side is the cached real *features*
 (:func:`~stylegan.metrics.features.real_features`), FID's statistics are derived from them, and
 the generated features are kept for all three metrics, so a cache hit extracts only generated
 images, once. Everything here is collective under DDP.
+
+:func:`evaluate_generator` is the whole evaluation both callers run (generate -> real reference
+-> feature metrics); it alone builds the real images' cache key (:func:`real_key`) and the
+``num_real`` default, so training and ``fid.py`` always share the cache.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
 from stylegan.errors import ConfigError
-from stylegan.metrics.features import generated_features, real_features, statistics_of
-from stylegan.metrics.fid import FeatureStats, compute_fid, frechet_distance, real_statistics
+from stylegan.metrics.features import generated_features, real_features
+from stylegan.metrics.fid import compute_fid, real_statistics
 from stylegan.metrics.kid import kernel_inception_distance
 from stylegan.metrics.ppl import SAMPLINGS, SPACES, perceptual_path_length
 from stylegan.metrics.precision_recall import precision_recall
+from stylegan.metrics.statistics import FeatureStats, frechet_distance, statistics_of
 
 _KID_KEYS = {"subsets", "max_subset_size"}
 _PR_KEYS = {"k", "batch_size"}
@@ -159,6 +164,61 @@ def feature_metrics(
         pr = precision_recall(real.features, fake, **choice.precision_recall)
         out.update(precision=pr.precision, recall=pr.recall, pr_k=pr.k)
     return out
+
+
+class RealImages(Protocol):
+    """What :func:`evaluate_generator` needs of a data module (``CelebADataModule``)."""
+
+    fingerprint: str
+
+    def real_batches(self, resolution: int, count: int, batch_size: int) -> Iterable[Tensor]: ...
+
+
+def real_key(datamodule: RealImages, resolution: int) -> list[str]:
+    """The cache key of a data module's real images at ``resolution`` (count and feature network
+    are added by the cache)."""
+    return ["fid-real", datamodule.fingerprint, f"{resolution}px"]
+
+
+def evaluate_generator(
+    generate_fn: Callable[[int], Tensor],
+    datamodule: RealImages,
+    *,
+    resolution: int,
+    choice: MetricChoice,
+    num_images: int,
+    num_real: int | None,
+    feature_name: str,
+    feature_net: nn.Module,
+    cache_dir: str,
+    batch_size: int,
+    device: str | torch.device = "cpu",
+) -> tuple[dict[str, float], RealReference]:
+    """:func:`feature_metrics` of ``num_images`` generated images against ``num_real`` (None =
+    ``num_images``) real images of ``datamodule`` at ``resolution``, whose reference is cached
+    under :func:`real_key`. Returns the metrics and the real reference. Collective under DDP."""
+    count = num_real or num_images
+    reference = real_reference(
+        lambda batch_size: datamodule.real_batches(resolution, count, batch_size),
+        choice=choice,
+        key=real_key(datamodule, resolution),
+        count=count,
+        feature_name=feature_name,
+        feature_net=feature_net,
+        cache_dir=cache_dir,
+        batch_size=batch_size,
+        device=device,
+    )
+    result = feature_metrics(
+        generate_fn,
+        reference,
+        choice=choice,
+        num_images=num_images,
+        feature_net=feature_net,
+        batch_size=batch_size,
+        device=device,
+    )
+    return result, reference
 
 
 def ppl_metrics(

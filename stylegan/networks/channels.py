@@ -6,7 +6,7 @@ and the validation of resolutions (powers of two) with one-line error messages.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from stylegan.errors import ConfigError
 
@@ -39,6 +39,16 @@ def resolutions_up_to(resolution: int) -> list[int]:
     """The resolution ladder ``[4, 8, ..., resolution]`` of a network built for ``resolution``."""
     check_resolution(resolution, minimum=MIN_RESOLUTION)
     return [2**k for k in range(2, resolution.bit_length())]
+
+
+def check_active_resolution(resolution: int | None, resolutions: Sequence[int]) -> int:
+    """The resolution a network runs at: ``resolution``, or the final one of ``resolutions`` for
+    ``None``; a one-line ConfigError unless it is one of the built ``resolutions``."""
+    if resolution is None:
+        return int(resolutions[-1])
+    if resolution not in resolutions:
+        raise ConfigError(f"resolution must be one of {list(resolutions)}, got {resolution!r}")
+    return int(resolution)
 
 
 def normalize_channels(channels: Mapping[int, int] | None) -> dict[int, int] | None:

@@ -16,10 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stylegan.errors import ConfigError
 from stylegan.networks.channels import (
     MIN_RESOLUTION,
     channel_table,
+    check_active_resolution,
     check_resolution,
     normalize_channels,
     resolutions_up_to,
@@ -32,6 +32,7 @@ from stylegan.networks.layers import (
     MinibatchStdDev,
     check_alpha,
     downsample2d,
+    fade_in,
 )
 
 # ----------------------------------------------------------------------------------------------
@@ -163,11 +164,7 @@ class Discriminator(nn.Module):
 
     def check_active_resolution(self, resolution: int | None) -> int:
         """The active resolution (``None`` = final); ConfigError unless it is a built one."""
-        if resolution is None:
-            return self.resolution
-        if resolution not in self.resolutions:
-            raise ConfigError(f"resolution must be one of {self.resolutions}, got {resolution!r}")
-        return int(resolution)
+        return check_active_resolution(resolution, self.resolutions)
 
     def forward(
         self,
@@ -189,12 +186,7 @@ class Discriminator(nn.Module):
         r = resolution
         if r > MIN_RESOLUTION:
             x = self.blocks[str(r)](x)  # [N, C', r/2, r/2]
-            if isinstance(alpha, torch.Tensor):
-                skip = self.from_rgb[str(r // 2)](downsample2d(img))
-                x = torch.lerp(skip, x, alpha.to(x.dtype))  # exactly x at alpha = 1
-            elif alpha < 1.0:
-                skip = self.from_rgb[str(r // 2)](downsample2d(img))
-                x = alpha * x + (1.0 - alpha) * skip
+            x = fade_in(x, alpha, lambda: self.from_rgb[str(r // 2)](downsample2d(img)))
             r //= 2
         while r > MIN_RESOLUTION:
             x = self.blocks[str(r)](x)

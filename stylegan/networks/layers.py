@@ -11,6 +11,7 @@ bf16/fp16 autocast and DDP without ``.cuda()`` calls.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from typing import Literal
 
 import torch
@@ -27,10 +28,20 @@ LRELU_GAIN = math.sqrt(2.0)  # He gain for layers followed by (leaky) ReLU
 NORM_EPS = 1e-8  # epsilon of pixel norm, instance norm and minibatch stddev (official value)
 
 
-def check_noise_mode(noise_mode: str) -> None:
-    """Raise a one-line ConfigError unless ``noise_mode`` is one of :data:`NOISE_MODES`."""
-    if noise_mode not in NOISE_MODES:
-        raise ConfigError(f"noise_mode must be one of {list(NOISE_MODES)}, got {noise_mode!r}")
+def check_noise_mode(
+    noise_mode: object, *, key: str = "noise_mode", aliases: Mapping[str, str] | None = None
+) -> NoiseMode:
+    """``noise_mode`` if it is one of :data:`NOISE_MODES` (after ``aliases``, e.g. sample.py's
+    ``fixed`` for ``const``), else a one-line ConfigError naming ``key`` and the choices."""
+    aliases = aliases or {}
+    mode = aliases.get(noise_mode, noise_mode) if isinstance(noise_mode, str) else None
+    if mode not in NOISE_MODES:
+        alias_of = {target: name for name, target in aliases.items()}
+        choices = ", ".join(
+            f"{m} (alias {alias_of[m]})" if m in alias_of else m for m in NOISE_MODES
+        )
+        raise ConfigError(f"{key} must be one of {choices}; got {noise_mode!r}")
+    return mode
 
 
 def check_alpha(alpha: float | torch.Tensor) -> float | torch.Tensor:
@@ -69,14 +80,27 @@ def downsample2d(x: torch.Tensor) -> torch.Tensor:
     return F.avg_pool2d(x, kernel_size=2, stride=2)
 
 
+def fade_in(
+    new: torch.Tensor, alpha: float | torch.Tensor, skip: Callable[[], torch.Tensor]
+) -> torch.Tensor:
+    """The progressive blend of a new resolution with the previous one: ``lerp(skip(), new,
+    alpha)`` (official ``lerp_clip``), where ``skip()`` is the previous level in ``new``'s shape.
+
+    A float alpha = 1 returns ``new`` itself without calling ``skip``; a 0-d tensor alpha always
+    blends (one compiled graph for every alpha) and gives exactly ``new`` at 1. Used by the
+    synthesis network's toRGB, the discriminator's fromRGB and :func:`fade_in_reals`."""
+    if isinstance(alpha, torch.Tensor):
+        return torch.lerp(skip().to(new.dtype), new, alpha.to(new.dtype))
+    if alpha >= 1.0:
+        return new
+    return torch.lerp(skip().to(new.dtype), new, float(alpha))
+
+
 def fade_in_reals(x: torch.Tensor, alpha: float) -> torch.Tensor:
     """Reals as D sees them while a resolution fades in (official ``process_reals``):
     ``lerp(upsample(downsample(x)), x, alpha)``, so reals carry the same blend of the coarse and
     the new level of detail as the fakes. alpha = 1 returns ``x`` itself. [N, C, H, W]."""
-    if alpha >= 1.0:
-        return x
-    coarse = upsample2d(downsample2d(x))
-    return torch.lerp(coarse, x, float(alpha))
+    return fade_in(x, alpha, lambda: upsample2d(downsample2d(x)))
 
 
 class Blur(nn.Module):
@@ -104,14 +128,44 @@ class Blur(nn.Module):
 # Equalized learning rate.
 
 
-class EqualizedLinear(nn.Module):
-    """Fully-connected layer with equalized learning rate (Karras et al. 2018).
+class _Equalized(nn.Module):
+    """The equalized-learning-rate parameterisation (Karras et al. 2018) shared by
+    :class:`EqualizedLinear` and :class:`EqualizedConv2d`.
 
-    The weight parameter is stored as N(0, 1/lr_mul) and scaled at run time by
-    ``weight_gain = gain / sqrt(in_features) * lr_mul``; the bias parameter is stored as
-    ``bias_init / lr_mul`` and multiplied by ``lr_mul`` at run time, so the effective bias starts
-    at ``bias_init`` and both learn ``lr_mul`` times slower.
+    The weight parameter ``[out, in, *kernel]`` is stored as N(0, 1/lr_mul) and scaled at run time
+    by ``weight_gain = gain / sqrt(fan_in) * lr_mul`` (fan_in = everything but the output dim); the
+    bias parameter is stored as ``bias_init / lr_mul`` and multiplied by ``lr_mul`` at run time, so
+    the effective bias starts at ``bias_init`` and both learn ``lr_mul`` times slower.
     """
+
+    def __init__(
+        self,
+        shape: tuple[int, ...],  # weight shape [out, in, *kernel]
+        *,
+        bias: bool,  # False = no bias parameter
+        bias_init: float,  # initial value of the effective bias
+        lr_mul: float,  # learning-rate multiplier
+        gain: float,  # sqrt(2) before a LeakyReLU, 1 for linear outputs
+    ) -> None:
+        super().__init__()
+        self.lr_mul = lr_mul
+        self.gain = gain
+        self.weight_gain = gain / math.sqrt(math.prod(shape[1:])) * lr_mul
+        self.weight = nn.Parameter(torch.randn(shape) / lr_mul)
+        self.bias = nn.Parameter(torch.full([shape[0]], bias_init / lr_mul)) if bias else None
+
+    def effective_weight(self) -> torch.Tensor:
+        """The weight actually applied: ``weight * weight_gain`` [out, in, *kernel]."""
+        return self.weight * self.weight_gain
+
+    def effective_parameters(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The weight and bias that ``forward`` applies, in the activations' ``dtype``."""
+        bias = None if self.bias is None else (self.bias * self.lr_mul).to(dtype)
+        return self.effective_weight().to(dtype), bias
+
+
+class EqualizedLinear(_Equalized):
+    """Fully-connected layer with equalized learning rate (see :class:`_Equalized`)."""
 
     def __init__(
         self,
@@ -123,24 +177,14 @@ class EqualizedLinear(nn.Module):
         lr_mul: float = 1.0,  # learning-rate multiplier (0.01 in the mapping network)
         gain: float = LRELU_GAIN,  # sqrt(2) before a LeakyReLU, 1 for linear outputs
     ) -> None:
-        super().__init__()
+        shape = (out_features, in_features)
+        super().__init__(shape, bias=bias, bias_init=bias_init, lr_mul=lr_mul, gain=gain)
         self.in_features = in_features
         self.out_features = out_features
-        self.lr_mul = lr_mul
-        self.gain = gain
-        self.weight_gain = gain / math.sqrt(in_features) * lr_mul
-        self.weight = nn.Parameter(torch.randn(out_features, in_features) / lr_mul)
-        self.bias = nn.Parameter(torch.full([out_features], bias_init / lr_mul)) if bias else None
-
-    def effective_weight(self) -> torch.Tensor:
-        """The weight actually applied: ``weight * weight_gain`` [out, in]."""
-        return self.weight * self.weight_gain
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: [N, in] -> [N, out]
-        weight = (self.weight * self.weight_gain).to(x.dtype)
-        bias = None if self.bias is None else (self.bias * self.lr_mul).to(x.dtype)
-        return F.linear(x, weight, bias)
+        return F.linear(x, *self.effective_parameters(x.dtype))
 
     def extra_repr(self) -> str:
         return (
@@ -149,7 +193,7 @@ class EqualizedLinear(nn.Module):
         )
 
 
-class EqualizedConv2d(nn.Module):
+class EqualizedConv2d(_Equalized):
     """Stride-1 2-D convolution with equalized learning rate and "same" padding.
 
     Same parameterisation as :class:`EqualizedLinear` with
@@ -170,30 +214,18 @@ class EqualizedConv2d(nn.Module):
         gain: float = LRELU_GAIN,  # sqrt(2) before a LeakyReLU, 1 for toRGB
         double_backward: bool = False,  # True: the cheaper second derivative (D, penalties)
     ) -> None:
-        super().__init__()
-        self.conv2d = double_backward_conv2d if double_backward else F.conv2d
         if kernel_size < 1 or kernel_size % 2 != 1:
             raise ConfigError(f"kernel_size must be a positive odd integer, got {kernel_size}")
+        shape = (out_channels, in_channels, kernel_size, kernel_size)
+        super().__init__(shape, bias=bias, bias_init=bias_init, lr_mul=lr_mul, gain=gain)
+        self.conv2d = double_backward_conv2d if double_backward else F.conv2d
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.kernel_size = kernel_size
-        self.lr_mul = lr_mul
-        self.gain = gain
-        fan_in = in_channels * kernel_size * kernel_size
-        self.weight_gain = gain / math.sqrt(fan_in) * lr_mul
-        self.weight = nn.Parameter(
-            torch.randn(out_channels, in_channels, kernel_size, kernel_size) / lr_mul
-        )
-        self.bias = nn.Parameter(torch.full([out_channels], bias_init / lr_mul)) if bias else None
-
-    def effective_weight(self) -> torch.Tensor:
-        """The weight actually applied: ``weight * weight_gain`` [out, in, k, k]."""
-        return self.weight * self.weight_gain
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: [N, C_in, H, W] -> [N, C_out, H, W]
-        weight = (self.weight * self.weight_gain).to(x.dtype)
-        bias = None if self.bias is None else (self.bias * self.lr_mul).to(x.dtype)
+        weight, bias = self.effective_parameters(x.dtype)
         return self.conv2d(x, weight, bias, padding=self.kernel_size // 2)
 
     def extra_repr(self) -> str:

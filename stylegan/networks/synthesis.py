@@ -16,10 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stylegan.errors import ConfigError
 from stylegan.networks.channels import (
     MIN_RESOLUTION,
     channel_table,
+    check_active_resolution,
     check_resolution,
     resolutions_up_to,
 )
@@ -32,6 +32,7 @@ from stylegan.networks.layers import (
     NoiseMode,
     check_alpha,
     check_noise_mode,
+    fade_in,
     upsample2d,
 )
 
@@ -176,11 +177,7 @@ class SynthesisNetwork(nn.Module):
 
     def check_active_resolution(self, resolution: int | None) -> int:
         """The active resolution (``None`` = final); ConfigError unless it is a built one."""
-        if resolution is None:
-            return self.resolution
-        if resolution not in self.resolutions:
-            raise ConfigError(f"resolution must be one of {self.resolutions}, got {resolution!r}")
-        return int(resolution)
+        return check_active_resolution(resolution, self.resolutions)
 
     def num_ws_at(self, resolution: int) -> int:
         """Number of ws used when synthesising at ``resolution`` (a built resolution)."""
@@ -221,10 +218,6 @@ class SynthesisNetwork(nn.Module):
             else:
                 x = self.blocks[str(r)](x, block_ws, noise_mode)  # [N, C, r, r]
         img = self.to_rgb[str(resolution)](x)  # [N, img_channels, r, r]
-        if resolution > MIN_RESOLUTION and isinstance(alpha, torch.Tensor):
-            skip = upsample2d(self.to_rgb[str(resolution // 2)](prev))
-            img = torch.lerp(skip, img, alpha.to(img.dtype))  # exactly img at alpha = 1
-        elif alpha < 1.0 and resolution > MIN_RESOLUTION:
-            skip = upsample2d(self.to_rgb[str(resolution // 2)](prev))
-            img = alpha * img + (1.0 - alpha) * skip
+        if resolution > MIN_RESOLUTION:
+            img = fade_in(img, alpha, lambda: upsample2d(self.to_rgb[str(resolution // 2)](prev)))
         return img

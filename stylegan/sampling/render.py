@@ -17,8 +17,7 @@ import torch
 from torch import Tensor
 
 from stylegan.errors import ConfigError
-from stylegan.networks import Generator
-from stylegan.networks.layers import NOISE_MODES
+from stylegan.networks import Generator, layers
 from stylegan.sampling.seeds import added_noise, latents_for_seeds, noise_for_seeds, noise_modules
 
 NOISE_ALIASES = {"fixed": "const"}
@@ -26,12 +25,7 @@ NOISE_ALIASES = {"fixed": "const"}
 
 def check_noise_mode(noise_mode: object) -> str:
     """``random`` | ``const`` | ``none`` (``fixed`` is an alias of ``const``)."""
-    mode = NOISE_ALIASES.get(noise_mode, noise_mode) if isinstance(noise_mode, str) else None
-    if mode not in NOISE_MODES:
-        raise ConfigError(
-            f"noise must be one of random, const (alias fixed), none; got {noise_mode!r}"
-        )
-    return mode
+    return layers.check_noise_mode(noise_mode, key="noise", aliases=NOISE_ALIASES)
 
 
 def check_batch_size(batch_size: int) -> int:
