@@ -44,20 +44,61 @@ def test_wandb_goes_offline_without_credentials_network_or_stdin(tmp_path, celeb
     assert list(media.glob("samples_*.png")) and list(media.glob("reals_*.png"))
 
 
-def test_fid_callback_logs_fid_and_saves_best_checkpoint(train_config, tmp_path):
+def test_fid_callback_logs_fid_and_saves_best_checkpoint(train_config, tmp_path, monkeypatch):
+    """Three evaluations whose FIDs are made 30, 10, 20 (the real pipeline runs; only its value
+    is replaced): best.ckpt is the state of the second one, the logged best is the running
+    minimum, and the run returns the last FID."""
+    import torch
+
+    import stylegan.callbacks.fid as cb
+    from stylegan.checkpoints import safe_torch_load
+
+    scripted = iter([30.0, 10.0, 20.0])
+    evaluated_at = []
+    metrics = cb.feature_metrics
+
+    def scripted_metrics(*args, **kwargs):
+        result = metrics(*args, **kwargs)
+        assert result["fid"] >= 0  # the real value, before it is replaced
+        return {**result, "fid": next(scripted)}
+
+    evaluate = cb.FIDCallback.evaluate
+
+    def recording(self, trainer, pl_module, **kwargs):
+        evaluated_at.append(pl_module.images_seen)
+        return evaluate(self, trainer, pl_module, **kwargs)
+
+    monkeypatch.setattr(cb, "feature_metrics", scripted_metrics)
+    monkeypatch.setattr(cb.FIDCallback, "evaluate", recording)
     cfg = train_config(
         "logger=csv",
-        "stage.total_kimg=0.5",
-        "callbacks.fid.every_kimg=0.25",
-        "callbacks.fid.at_train_end=true",
+        "stage.total_kimg=0.48",
+        "callbacks.fid.every_kimg=0.16",
+        "callbacks.fid.at_train_end=true",  # already evaluated at the last step: not again
+        "callbacks.checkpoint.every_kimg=0.16",
+        "callbacks.checkpoint.keep=0",
+        "callbacks.samples=null",
         *FAST_FID,
     )
     final_fid = train(cfg)
+    assert evaluated_at == [160, 320, 480]
     rows = list(csv.DictReader((tmp_path / "csv" / "version_0" / "metrics.csv").open()))
-    fids = [float(r["metrics/fid"]) for r in rows if r.get("metrics/fid")]
-    assert len(fids) >= 2 and all(f >= 0 for f in fids)
-    assert final_fid == pytest.approx(fids[-1])
-    assert (tmp_path / "checkpoints" / "best.ckpt").is_file()
+    # Lightning repeats a step-logged value at later logging steps; keep each evaluation's own.
+    logged = [
+        (float(r["metrics/fid"]), float(r["metrics/fid_best"]))
+        for r in rows
+        if r.get("metrics/fid") and round(float(r["progress/kimg"]) * 1000) in evaluated_at
+    ]
+    assert logged == [(30.0, 30.0), (10.0, 10.0), (20.0, 10.0)]
+    assert final_fid == 20.0
+    folder = tmp_path / "checkpoints"
+    best = safe_torch_load(folder / "best.ckpt")
+    assert best["stylegan"]["progress"]["images_seen"] == 320
+    # The same weights as the periodic checkpoint written at that step.
+    periodic = safe_torch_load(folder / "kimg000000.320.ckpt")
+    assert best["stylegan"]["progress"] == periodic["stylegan"]["progress"]
+    assert best["state_dict"].keys() == periodic["state_dict"].keys()
+    assert all(torch.equal(v, periodic["state_dict"][k]) for k, v in best["state_dict"].items())
 
 
 def test_fid_callback_measures_against_the_held_out_images(train_config, monkeypatch, capsys):
