@@ -16,6 +16,20 @@ FAST_FID = [
 ]
 
 
+def final_fid(run_dir) -> float:
+    """The FID a run ended with: the last ``metrics/fid`` in its CSV log (what train() returns)."""
+    (path,) = run_dir.glob("csv/version_*/metrics.csv")
+    rows = list(csv.DictReader(path.open()))
+    return [float(r["metrics/fid"]) for r in rows if r.get("metrics/fid")][-1]
+
+
+def trial_params(run_dir, names) -> dict:
+    """The values a sweep job ran with for the swept ``names`` (from its overrides.yaml)."""
+    overrides = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text())
+    values = dict(item.split("=", 1) for item in overrides)
+    return {name: yaml.safe_load(values[name]) for name in names}
+
+
 @pytest.mark.slow
 def test_wandb_goes_offline_without_credentials_network_or_stdin(tmp_path, celeba_root):
     home = tmp_path / "home"
@@ -224,7 +238,7 @@ def test_optuna_sweep_minimizes_the_final_fid(tmp_path, celeba_root, smoke_run):
         "hparams_search=optuna",
         "hydra.sweeper.n_trials=2",
         "experiment=smoke",
-        "logger=none",
+        "logger=csv",
         "stage.total_kimg=0.2",
         *FAST_FID,
         f"data.root={celeba_root}",
@@ -233,9 +247,13 @@ def test_optuna_sweep_minimizes_the_final_fid(tmp_path, celeba_root, smoke_run):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
-    assert isinstance(results["best_value"], float) and results["best_value"] >= 0
-    assert {"training.lr_multiplier", "training.style_mixing_prob"} <= set(results["best_params"])
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1"]
+    fids = {job: final_fid(sweep / job) for job in ("0", "1")}
+    assert fids["0"] != fids["1"]  # different hyperparameters, different FIDs
+    best_job = min(fids, key=fids.get)
+    assert results["best_value"] == pytest.approx(fids[best_job], rel=1e-6)
+    assert results["best_params"] == trial_params(sweep / best_job, results["best_params"])
+    assert {"training.lr_multiplier", "training.style_mixing_prob"} <= set(results["best_params"])
 
 
 def test_jobs_of_one_multirun_share_a_wandb_group(tmp_path):
