@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import ROOT, compose_config, run_cli
+from probes import images_trained, probe_env, probe_overrides
 
 from stylegan.checkpoints import atomic_torch_save, load_generator
 from stylegan.errors import ConfigError
@@ -319,18 +320,36 @@ def test_a_killed_run_resumes_to_the_same_progressive_state(smoke_run, tmp_path,
     progress = read_progress(last)
     assert progress["resolution"] == 32 and 0 < progress["alpha"] < 1, progress
 
-    resumed = run_cli("train.py", *common, f"ckpt_path={last}")
+    probe = tmp_path / "probe"
+    resumed = run_cli(
+        "train.py", *common, f"ckpt_path={last}", *probe_overrides(probe), env=probe_env()
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     final = read_progress(last)
     reference = read_progress(smoke_run / "checkpoints" / "last.ckpt")
     assert final == reference
+    # It continued from the checkpoint: it trained on the images left, not the whole run again.
+    assert len(images_trained(probe)) == final["images_seen"] - progress["images_seen"]
 
 
-def test_resume_restores_state_before_the_first_step(smoke_run, train_config, tmp_path):
+def test_resume_restores_state_before_the_first_step(
+    smoke_run, train_config, tmp_path, monkeypatch
+):
     """A finished run resumed from its last.ckpt does no more steps and keeps its state."""
+    from stylegan.module import StyleGANModule
+
+    steps = []
+    training_step = StyleGANModule.training_step
+
+    def counted(self, batch, batch_idx):
+        steps.append(batch.shape[0])
+        return training_step(self, batch, batch_idx)
+
+    monkeypatch.setattr(StyleGANModule, "training_step", counted)
     last = smoke_run / "checkpoints" / "last.ckpt"
     cfg = train_config(f"ckpt_path={last}", "callbacks.samples=null")
     train(cfg)
+    assert steps == []  # nothing left to train
     assert read_progress(tmp_path / "checkpoints" / "last.ckpt") == read_progress(last)
 
 
