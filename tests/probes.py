@@ -1,7 +1,9 @@
-"""Test-only callbacks that subprocess runs load through the config (``+callbacks.probe=...``,
-with ``tests/`` on ``PYTHONPATH``): they write what a rank saw and ended with to ``dirpath``."""
+"""Test-only callbacks that runs load through the config (``+callbacks.probe=...``, with
+``tests/`` on ``PYTHONPATH`` in a subprocess): they write what a rank saw and ended with to
+``dirpath``."""
 
 import hashlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +19,11 @@ class RankProbe(L.Callback):
         self.dirpath = Path(dirpath)
         self.image_hashes: list[str] = []
 
-    def on_train_batch_start(
-        self, trainer: L.Trainer, pl_module: Any, batch: Any, batch_idx: int
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
+        # Not on_train_batch_start: a batch the module skips (the old loader's, at a resolution
+        # change) is not trained on.
         images = batch[0] if isinstance(batch, list | tuple) else batch
         for image in images.detach().cpu():
             self.image_hashes.append(hashlib.sha1(image.numpy().tobytes()).hexdigest())
@@ -38,3 +42,19 @@ class RankProbe(L.Callback):
             },
             self.dirpath / f"rank{trainer.global_rank}.pt",
         )
+
+
+def probe_overrides(dirpath: Path) -> list[str]:
+    """The train.py overrides that add a :class:`RankProbe` writing to ``dirpath``."""
+    return ["+callbacks.probe._target_=probes.RankProbe", f"+callbacks.probe.dirpath={dirpath}"]
+
+
+def probe_env() -> dict[str, str]:
+    """The environment of a train.py subprocess that can import this module."""
+    tests = str(Path(__file__).resolve().parent)
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")])}
+
+
+def images_trained(dirpath: Path, rank: int = 0) -> list[str]:
+    """The hashes of the real images rank ``rank`` trained on, in order."""
+    return torch.load(Path(dirpath) / f"rank{rank}.pt", weights_only=False)["image_hashes"]

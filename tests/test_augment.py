@@ -112,30 +112,62 @@ def test_ada_run_logs_p_and_rt_and_resume_restores_p(train_config, tmp_path, mon
     assert fresh.augment.p.item() == pytest.approx(p) and fresh.augment._calls == 8
 
 
+def _faded_by_hand(x: torch.Tensor, alpha: float) -> torch.Tensor:
+    """ProGAN's fade of the reals: each 2×2 cell's mean, blended into x by alpha."""
+    N, C, H, W = x.shape
+    cells = x.reshape(N, C, H // 2, 2, W // 2, 2).mean(dim=(3, 5), keepdim=True)
+    coarse = cells.expand(N, C, H // 2, 2, W // 2, 2).reshape(N, C, H, W)
+    return coarse + alpha * (x - coarse)
+
+
 def test_augment_none_feeds_d_exactly_the_faded_reals_and_fakes(train_config, monkeypatch):
+    """Three steps: 8px, then 16px at alpha 0 and 0.5 (a 32-image fade-in). In each, D sees the
+    reals faded by that step's alpha, G's own fakes untouched, and interpolates between the two."""
     import train as train_module
 
-    seen = []
+    seen, fakes, steps = [], [], []
     build_module = train_module.build_module
 
-    def with_hook(cfg, schedule):
+    def with_hooks(cfg, schedule):
         module = build_module(cfg, schedule)
         module.discriminator.register_forward_pre_hook(lambda _, args: seen.append(args[0]))
+        module.generator.synthesis.register_forward_hook(lambda *io: fakes.append(io[2]))
         return module
 
-    monkeypatch.setattr(train_module, "build_module", with_hook)
-    cfg = train_config("stage.total_kimg=0.016", "data.limit=64", "++stage.batch_size.8=16")
+    monkeypatch.setattr(train_module, "build_module", with_hooks)
+    cfg = train_config(
+        "stage.stable_kimg=0.016",
+        "stage.fade_kimg=0.032",
+        "stage.total_kimg=0.048",
+        "data.limit=64",
+        "++stage.batch_size.8=16",
+    )
     assert compose_config("train", []).augment.mode == "none"  # the paper's default
-    reals = []
     step = StyleGANModule.training_step
 
     def record(self, batch, batch_idx):
         assert self.augment is None
-        reals.append(batch.clone())
+        steps.append((batch.clone(), self.resolution, self.alpha))
         return step(self, batch, batch_idx)
 
     monkeypatch.setattr(StyleGANModule, "training_step", record)
     train(cfg)
-    # D(real), D(fake) and D(interpolates) in the D step (WGAN-GP), D(fake) in the G step.
-    assert len(reals) == 1 and len(seen) == 4
-    torch.testing.assert_close(seen[0], reals[0], rtol=0, atol=0)  # alpha = 1 at 8px
+    assert [(res, alpha) for _, res, alpha in steps] == [(8, 1.0), (16, 0.0), (16, 0.5)]
+    # Per step: D(real), D(fake) and D(interpolates) in the D step (WGAN-GP), D(fake) in the G
+    # step; G's synthesis ran for the D step's fakes and for the G step's.
+    assert len(seen) == 4 * len(steps) and len(fakes) == 2 * len(steps)
+    for k, (batch, _, alpha) in enumerate(steps):
+        real, fake, interpolates, g_fake = seen[4 * k : 4 * k + 4]
+        if alpha == 1.0:
+            torch.testing.assert_close(real, batch, rtol=0, atol=0)
+        else:
+            torch.testing.assert_close(real, _faded_by_hand(batch, alpha))
+            assert not torch.allclose(real, batch)
+        torch.testing.assert_close(fake, fakes[2 * k], rtol=0, atol=0)
+        torch.testing.assert_close(g_fake, fakes[2 * k + 1], rtol=0, atol=0)
+        # interpolates = lerp(fake, real, eps) for one eps in [0, 1] per sample.
+        direction = (real - fake).flatten(1)
+        offset = (interpolates.detach() - fake).flatten(1)
+        eps = (offset * direction).sum(1) / direction.square().sum(1)
+        assert ((eps >= 0) & (eps <= 1)).all()
+        torch.testing.assert_close(offset, eps[:, None] * direction, atol=1e-5, rtol=0)

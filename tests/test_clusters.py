@@ -12,6 +12,7 @@ import torch
 import yaml
 from conftest import CONF_DIR, ROOT, run_cli
 from hydra import compose, initialize_config_dir
+from test_tracking import final_fid, trial_params
 
 # Two processes of tiny models on two shared cores: one thread each.
 _ENV = {
@@ -98,7 +99,7 @@ def test_optuna_sweep_runs_through_the_submitit_launcher(tmp_path, celeba_root, 
         "hydra.sweeper.n_trials=2",
         "hydra.sweeper.n_jobs=2",
         "experiment=smoke",
-        "logger=none",
+        "logger=csv",
         "callbacks.progress_bar=null",
         "stage.total_kimg=0.1",
         "callbacks.fid.feature_network=tiny",
@@ -111,8 +112,13 @@ def test_optuna_sweep_runs_through_the_submitit_launcher(tmp_path, celeba_root, 
     )
     assert result.returncode == 0, result.stderr[-3000:]
     results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
-    assert isinstance(results["best_value"], float) and results["best_value"] >= 0
     assert len([p for p in (sweep / ".submitit").iterdir() if p.name.isdigit()]) == 2
+    # The study's best is the lower of the two trials' final FIDs, with that trial's parameters.
+    fids = {job: final_fid(sweep / job) for job in ("0", "1")}
+    assert fids["0"] != fids["1"]
+    best_job = min(fids, key=fids.get)
+    assert results["best_value"] == pytest.approx(fids[best_job], rel=1e-6)
+    assert results["best_params"] == trial_params(sweep / best_job, results["best_params"])
 
 
 # ---------------------------------------------------------------------------- multi-node DDP

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import ROOT
+from probes import images_trained, probe_env, probe_overrides
 
 from stylegan.callbacks import DivergenceError
 from stylegan.callbacks.resume import capture_rng, restore_rng
@@ -295,34 +296,42 @@ def test_a_sigkilled_run_resumes_bit_identically(smoke_run, tmp_path, celeba_roo
     cache = smoke_run.parent / "cache"
     runs = {0: (tmp_path / "k0", 1600), 2: (tmp_path / "k2", 700)}
     procs = {nw: _start_killed_run(d, cache, celeba_root, nw) for nw, (d, _) in runs.items()}
-    resumes = []
+    resumes, resumed_from = [], []
     for nw, (run_dir, images) in runs.items():
         proc, args = procs[nw]
         killed = _kill_after(proc, run_dir / "checkpoints" / "last.ckpt", images)
         loader = killed["callbacks"]["ExactResume"]["loader"]
         assert loader["batches"] > 0, loader  # killed mid-epoch, not at a resolution change
         resumes.append([*args, f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}"])
+        resumed_from.append(killed["stylegan"]["progress"]["images_seen"])
     epoch_end = tmp_path / "k2" / "checkpoints" / "kimg000000.512.ckpt"
     assert _progress(epoch_end)["resolution"] == 8  # written as 8px ended
     resumes.append([*resumes[1][:-2], f"hydra.run.dir={tmp_path / 'e'}", f"ckpt_path={epoch_end}"])
+    resumed_from.append(_progress(epoch_end)["images_seen"])
     resumes[2] = [a.replace("data.num_workers=2", "data.num_workers=0") for a in resumes[2]]
+    names = ("k0", "k2", "e")
     procs = [
         subprocess.Popen(
-            [sys.executable, "train.py", *args],
+            [sys.executable, "train.py", *args, *probe_overrides(tmp_path / f"probe-{name}")],
             cwd=ROOT,
+            env=probe_env(),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
             text=True,
         )
-        for args in resumes
+        for name, args in zip(names, resumes, strict=True)
     ]
     for proc in procs:
         _, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, err[-3000:]
     reference = smoke_run / "checkpoints" / "last.ckpt"
-    for run_dir in (tmp_path / "k0", tmp_path / "k2", tmp_path / "e"):
-        _assert_bit_identical(run_dir / "checkpoints" / "last.ckpt", reference)
+    final = _progress(reference)["images_seen"]
+    for name, start in zip(names, resumed_from, strict=True):
+        _assert_bit_identical(tmp_path / name / "checkpoints" / "last.ckpt", reference)
+        # Continued, not retrained: the resumed process trained on the remaining images only.
+        assert 0 < start < final
+        assert len(images_trained(tmp_path / f"probe-{name}")) == final - start, name
 
 
 # ---------------------------------------------------------------------------- failing writes

@@ -25,15 +25,12 @@ from stylegan.metrics import cache as cachemod
 from stylegan.metrics import fid as fidmod
 from stylegan.metrics.feature_networks import TinyFeatureNet
 
-CELEBA = Path("/work/shared/celeba/img_align_celeba")
-needs_celeba = pytest.mark.skipif(not CELEBA.is_dir(), reason="CelebA sample not available")
 
-
-def _load_celeba(start: int, count: int, size: int) -> torch.Tensor:
+def _load_celeba(root: Path, start: int, count: int, size: int) -> torch.Tensor:
     """uint8 [count, 3, size, size]: center square crop of 89×109 aligned CelebA, resized."""
     images = []
     for i in range(start + 1, start + count + 1):
-        with Image.open(CELEBA / f"{i:06d}.jpg") as im:
+        with Image.open(root / "img_align_celeba" / f"{i:06d}.jpg") as im:
             w, h = im.size
             top = (h - w) // 2
             im = im.convert("RGB").crop((0, top, w, top + w)).resize((size, size), Image.BICUBIC)
@@ -58,8 +55,8 @@ def _noise(n: int, size: int, seed: int = 0) -> torch.Tensor:
 
 
 @pytest.fixture(scope="module")
-def celeba32():
-    return _load_celeba(0, 200, 32), _load_celeba(200, 200, 32)
+def celeba32(celeba_root):
+    return _load_celeba(celeba_root, 0, 200, 32), _load_celeba(celeba_root, 200, 200, 32)
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +69,6 @@ def tiny():
 # ---------------------------------------------------------------------------------------------
 
 
-@needs_celeba
 def test_tiny_fid_self_zero_noise_large_disjoint_small(celeba32, tiny):
     a, b = celeba32
     stats_a = feature_statistics(_batches(a), tiny)
@@ -107,12 +103,46 @@ def test_to_uint8_inverts_the_data_convention():
     assert torch.equal(to_uint8(torch.tensor([-3.0, 3.0])), torch.tensor([0, 255]).byte())
 
 
+def _rotation(d: int, seed: int) -> torch.Tensor:
+    q, _ = torch.linalg.qr(torch.randn(d, d, generator=torch.Generator().manual_seed(seed)))
+    return q.double()
+
+
+def test_frechet_distance_is_the_closed_form_between_known_gaussians():
+    """FID(N(mu1, S1), N(mu2, S2)) = ||mu1 - mu2||^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2)). With S1 and S2
+    sharing eigenvectors Q (eigenvalues a, b) the trace term is sum((sqrt(a) - sqrt(b))^2); with
+    S1 = c I it is tr(S1) + tr(S2) - 2 sqrt(c) sum(sqrt(eig(S2)))."""
+    d = 6
+    mu1 = torch.arange(d, dtype=torch.float64)
+    mu2 = mu1.flip(0) * 0.5
+    a = torch.tensor([1.0, 2.0, 3.0, 4.0, 0.5, 0.25], dtype=torch.float64)
+    b = torch.tensor([4.0, 1.0, 0.25, 9.0, 2.0, 1.0], dtype=torch.float64)
+    q = _rotation(d, 0)
+    s1, s2 = q @ torch.diag(a) @ q.T, q @ torch.diag(b) @ q.T
+    mean_term = float((mu1 - mu2).square().sum())
+    expected = mean_term + float((a.sqrt() - b.sqrt()).square().sum())
+    got = frechet_distance(FeatureStats(mu1, s1, 100), FeatureStats(mu2, s2, 100))
+    assert got == pytest.approx(expected, rel=1e-6)
+    # A covariance that does not commute with the first rotation's, against c I.
+    r = _rotation(d, 1)
+    s3 = r @ torch.diag(b) @ r.T
+    c = 2.0
+    expected = mean_term + c * d + float(b.sum()) - 2 * c**0.5 * float(b.sqrt().sum())
+    got = frechet_distance(FeatureStats(mu1, c * torch.eye(d, dtype=torch.float64), 100),
+                           FeatureStats(mu2, s3, 100))  # fmt: skip
+    assert got == pytest.approx(expected, rel=1e-6)
+    # Same Gaussian: 0; shifted means only: the squared distance of the means.
+    assert abs(frechet_distance(FeatureStats(mu1, s1, 9), FeatureStats(mu1, s1, 9))) < 1e-9
+    assert frechet_distance(FeatureStats(mu1, s1, 9), FeatureStats(mu2, s1, 9)) == pytest.approx(
+        mean_term, rel=1e-9
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # FID of a generator
 # ---------------------------------------------------------------------------------------------
 
 
-@needs_celeba
 def test_compute_fid_matches_image_fid_and_real_stats_are_injected(celeba32, tiny, tmp_path):
     a, b = celeba32
     real = real_statistics(
@@ -264,12 +294,11 @@ def test_unknown_and_missing_networks(tmp_path):
 # ---------------------------------------------------------------------------------------------
 
 
-@needs_celeba
-def test_tf_inception_offline_features_and_fid():
+def test_tf_inception_offline_features_and_fid(celeba_root):
     net = load_feature_network("tf-inception-offline")
     assert net.num_features == 2048 and not net.training
-    a = _load_celeba(0, 16, 64)
-    b = _load_celeba(16, 16, 64)
+    a = _load_celeba(celeba_root, 0, 16, 64)
+    b = _load_celeba(celeba_root, 16, 16, 64)
     noise = _noise(8, 64)
     with torch.no_grad():
         fa = net(a)
@@ -361,11 +390,6 @@ def test_compute_fid_ddp_two_ranks_matches_single_process(tmp_path):
     assert r0["n"] == r1["n"] == 40 and torch.equal(r0["mu"], r1["mu"])
     assert r0["value"] == r1["value"]
     assert r0["value"] == pytest.approx(expected, rel=1e-5)
-
-
-def test_feature_stats_is_a_plain_triple():
-    mu, sigma, n = FeatureStats(torch.zeros(2), torch.eye(2), 5)
-    assert n == 5 and sigma.shape == (2, 2) and mu.shape == (2,)
 
 
 def test_feature_batch_size_defaults_per_device_and_refuses_nonpositive():

@@ -58,23 +58,53 @@ def test_gradient_penalty_matches_autograd_on_a_quadratic_critic():
     assert grad_penalty.item() == pytest.approx(grad_expected.item(), rel=1e-5)
 
 
-def test_penalties_do_not_depend_on_the_fp16_gradient_scale():
-    w = torch.randn(1, 3, 4, 4)
+# A critic whose input gradients pass through fp16 at a size fp16 cannot hold: its fp16 layer sees
+# the upstream gradient times 2^-28 (under fp16's smallest subnormal, 2^-24), and an fp32 input
+# layer multiplies it back by 2^28. So its true input gradient is w (about 1), which fp16 keeps
+# only when the loss is scaled first: at scale 1 it underflows to 0, at GradScaler's initial
+# 65536 it survives, and dividing the scale back out gives the fp32 answer.
+_GAIN = 2.0**28
 
+
+def _fp16_critic(w16: torch.Tensor):
     def critic(x):
-        return (x.square() * w).flatten(1).sum(1)
+        return ((x * _GAIN).half() * w16).flatten(1).sum(1).float() / _GAIN
 
-    real, fake = torch.randn(3, 3, 4, 4), torch.randn(3, 3, 4, 4)
-    gp = [
-        losses.gradient_penalty(
-            critic, real, fake, grad_scale=s, generator=torch.Generator().manual_seed(1)
-        )
-        for s in (1.0, 1024.0)
-    ]
-    assert gp[0].item() == pytest.approx(gp[1].item(), rel=1e-5)
-    real.requires_grad_(True)
-    r1 = [losses.r1_penalty(critic(real), real, grad_scale=s) for s in (1.0, 65536.0)]
-    assert r1[0].item() == pytest.approx(r1[1].item(), rel=1e-5)
+    return critic
+
+
+def _fp32_critic(w16: torch.Tensor):
+    def critic(x):
+        return (x * _GAIN * w16.float()).flatten(1).sum(1) / _GAIN
+
+    return critic
+
+
+def test_penalties_need_the_fp16_gradient_scale_to_match_fp32():
+    g = torch.Generator().manual_seed(0)
+    w16 = (0.5 + torch.rand(1, 3, 2, 2, generator=g)).half()  # normal fp16 values, ||w|| > 1
+    real = torch.randn(4, 3, 2, 2, generator=g) / _GAIN  # the fp16 layer sees values ~1
+    fake = torch.randn(4, 3, 2, 2, generator=g) / _GAIN
+    w = w16.float()
+
+    def gp(critic, scale):
+        return losses.gradient_penalty(
+            critic, real, fake, grad_scale=scale, generator=torch.Generator().manual_seed(1)
+        ).item()
+
+    def r1(critic, scale):
+        x = real.clone().requires_grad_(True)
+        return losses.r1_penalty(critic(x), x, grad_scale=scale).item()
+
+    # fp32: the gradient is w for every sample, so GP = (||w|| - 1)^2 and R1 = ||w||^2.
+    assert gp(_fp32_critic(w16), 1.0) == pytest.approx((w.norm().item() - 1) ** 2, rel=1e-5)
+    assert r1(_fp32_critic(w16), 1.0) == pytest.approx(w.square().sum().item(), rel=1e-5)
+    critic = _fp16_critic(w16)
+    # Unscaled, fp16 flushes the gradient to zero: GP = (0 - 1)^2, R1 = 0.
+    assert gp(critic, 1.0) == 1.0 and r1(critic, 1.0) == 0.0
+    # Scaled by GradScaler's initial scale and unscaled again: the fp32 values.
+    assert gp(critic, 65536.0) == pytest.approx(gp(_fp32_critic(w16), 1.0), rel=1e-3)
+    assert r1(critic, 65536.0) == pytest.approx(r1(_fp32_critic(w16), 1.0), rel=1e-3)
 
 
 def test_r1_penalty_is_mean_squared_gradient_norm():

@@ -3,7 +3,9 @@ a run, the real-side cache sparing feature extraction, and fid.py printing every
 
 import csv
 
+import numpy as np
 import pytest
+import scipy.linalg
 import torch
 from conftest import run_cli
 from test_metrics import _VGG16_CONVS
@@ -31,29 +33,92 @@ class _CountingNet(torch.nn.Module):
         return self.inner(x)
 
 
+class _RecordingNet(_CountingNet):
+    """Keeps every feature vector it returns, in order."""
+
+    def __init__(self):
+        super().__init__()
+        self.features: list[torch.Tensor] = []
+
+    def forward(self, x):
+        out = super().forward(x)
+        self.features.append(out.detach().clone())
+        return out
+
+
+def _fid_by_hand(real: np.ndarray, fake: np.ndarray) -> float:
+    """||mu_r - mu_f||^2 + tr(S_r + S_f - 2 (S_r S_f)^(1/2)), unbiased covariances."""
+    mu_r, mu_f = real.mean(0), fake.mean(0)
+    s_r, s_f = np.cov(real, rowvar=False), np.cov(fake, rowvar=False)
+    root = scipy.linalg.sqrtm(s_r @ s_f).real
+    return float(((mu_r - mu_f) ** 2).sum() + np.trace(s_r + s_f - 2 * root))
+
+
 def test_callback_logs_kid_precision_recall_and_ppl_next_to_fid(
     train_config, tmp_path, monkeypatch
 ):
+    """The logged FID, KID ± std, precision, recall and PPL are the metrics' functions applied to
+    the features the evaluation extracted (and to the EMA generator it evaluated)."""
     import stylegan.callbacks.fid as cb
+    import train as train_module
+    from stylegan.metrics.kid import kernel_inception_distance
+    from stylegan.metrics.precision_recall import precision_recall
+    from stylegan.metrics.suite import MetricChoice, ppl_metrics
 
+    nets, captured = [], {}
     monkeypatch.setattr(cb, "load_lpips", lambda weights_path, device: TinyPerceptualNet())
+
+    def recording(name, *, weights_path=None, device="cpu"):
+        nets.append(_RecordingNet())
+        return nets[-1]
+
+    monkeypatch.setattr(cb, "load_feature_network", recording)
+    build_module = train_module.build_module
+
+    def capture(cfg, schedule):
+        captured["m"] = build_module(cfg, schedule)
+        return captured["m"]
+
+    monkeypatch.setattr(train_module, "build_module", capture)
     cfg = train_config(
         "logger=csv",
         "metrics=all",
+        "metrics.kid.max_subset_size=16",  # subsets of half the images: a spread to compare
         "metrics.ppl.num_samples=8",
         "metrics.ppl.batch_size=8",
         "stage.total_kimg=0.064",
         "callbacks.fid.at_train_end=true",
+        f"paths.cache_dir={tmp_path / 'cache'}",  # a cache miss: the real features are extracted
         *FAST,
     )
     fid = train(cfg)
     rows = list(csv.DictReader((tmp_path / "csv" / "version_0" / "metrics.csv").open()))
     logged = {k: float(v) for row in rows for k, v in row.items() if k.startswith("metrics/") and v}
     assert logged["metrics/fid"] == pytest.approx(fid)
-    assert logged["metrics/kid_std"] >= 0 and "metrics/kid" in logged
-    assert 0 <= logged["metrics/precision"] <= 1 and 0 <= logged["metrics/recall"] <= 1
-    for variant in ("z_full", "z_end", "w_full", "w_end"):
-        assert logged[f"metrics/ppl_{variant}"] > 0
+    # One evaluation: 32 real images, then 32 generated ones, through the feature network.
+    (net,) = nets
+    features = torch.cat(net.features)
+    assert features.shape == (64, net.num_features)
+    real, fake = features[:32], features[32:]
+    assert logged["metrics/fid"] == pytest.approx(
+        _fid_by_hand(real.double().numpy(), fake.double().numpy()), rel=1e-4
+    )
+    choice = MetricChoice.from_config(cfg.metrics)
+    kid = kernel_inception_distance(real, fake, **choice.kid)
+    assert logged["metrics/kid"] == pytest.approx(kid.kid, rel=1e-5, abs=1e-9)
+    assert kid.subset_size == 16 and kid.std > 0
+    assert logged["metrics/kid_std"] == pytest.approx(kid.std, rel=1e-5)
+    pr = precision_recall(real, fake, **choice.precision_recall)
+    assert (logged["metrics/precision"], logged["metrics/recall"]) == pytest.approx(
+        (pr.precision, pr.recall)
+    )
+    assert pr.precision != pr.recall  # so a swap of the two would show
+    module = captured["m"]
+    ppl = ppl_metrics(module.generator_ema, TinyPerceptualNet(), choice=choice,
+                      resolution=module.resolution, alpha=module.alpha, seed=0)  # fmt: skip
+    assert sorted(ppl) == ["ppl_w_end", "ppl_w_full", "ppl_z_end", "ppl_z_full"]
+    for name, value in ppl.items():
+        assert logged[f"metrics/{name}"] == pytest.approx(value, rel=1e-5)
 
 
 def test_cached_real_features_serve_fid_and_kid_without_a_second_pass(

@@ -216,11 +216,15 @@ def test_per_layer_psi_and_cutoff(gen):
         S.layer_psi(gen, [0.5] * 3, 16)
 
 
-def test_truncation_figure_file(files, tmp_path):
+def test_truncation_figure_file(files, gen, tmp_path):
     (path,) = run_sample(files["export"], tmp_path, "figure=truncation", "truncation.seeds=[0,1]")
     assert path.name == "truncation_seeds0-1_psi-1..1_cutoff8.png"
     assert png(path).shape[:2] == (2 * (RES + PAD) + PAD, 9 * (RES + PAD) + PAD)
-    # The paper's figures truncate the coarse layers only (cutoff 8); cutoff=null truncates all.
+    # A cutoff inside this generator's 6 layers: ψ on layers 0-1 only, layers 2-5 untruncated.
+    # Each cell is the seed rendered with that per-layer ψ; cutoff=null truncates every layer.
+    (cut,) = run_sample(
+        files["export"], tmp_path / "c2", "figure=truncation", "truncation.seeds=[0,1]", "cutoff=2"
+    )
     (every,) = run_sample(
         files["export"],
         tmp_path / "all",
@@ -228,9 +232,19 @@ def test_truncation_figure_file(files, tmp_path):
         "truncation.seeds=[0,1]",
         "cutoff=null",
     )
+    assert cut.name == "truncation_seeds0-1_psi-1..1_cutoff2.png"
     assert every.name == "truncation_seeds0-1_psi-1..1.png"
-    # (This generator has fewer than 8 layers, so both truncate every layer: same pixels.)
-    assert np.array_equal(png(path), png(every))
+    assert gen.num_ws == 6
+    psis = [-1, -0.75, -0.5, -0.25, 0, 0.25, 0.5, 0.75, 1]  # conf/sample.yaml's columns
+    grids = {"cut": png(cut), "every": png(every)}
+    for row, seed in enumerate([0, 1]):
+        for col, psi in enumerate(psis):
+            coarse = S.generate_images(gen, [seed], psi=[psi] * 2 + [1] * 4, batch_size=BS)
+            full = S.generate_images(gen, [seed], psi=[psi] * 6, batch_size=BS)
+            assert torch.equal(cell(grids["cut"], row, col), hwc(coarse)[0]), (seed, psi)
+            assert torch.equal(cell(grids["every"], row, col), hwc(full)[0]), (seed, psi)
+            if psi != 1:  # the fine layers' ψ shows in the pixels
+                assert not torch.equal(hwc(coarse)[0], hwc(full)[0]), (seed, psi)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -361,12 +375,39 @@ def test_slerp_endpoints_and_norm():
     assert torch.allclose(mid.norm(), torch.tensor(1.0))
 
 
+def _slerp_by_hand(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
+    """Shoemake's slerp in float64: sin((1-t)Ω)/sin Ω · a + sin(tΩ)/sin Ω · b."""
+    omega = np.arccos(np.dot(a / np.linalg.norm(a), b / np.linalg.norm(b)))
+    return (np.sin((1 - t) * omega) * a + np.sin(t * omega) * b) / np.sin(omega)
+
+
 @pytest.mark.parametrize("space", ["w", "z"])
 def test_interpolation_frames(gen, space):
+    """3 steps per segment over seeds 0 -> 1 -> 2: frame 3k is seed k, the frames between are the
+    slerp (z) or lerp (w) of the two keys, every frame with seed 0's noise."""
     frames = S.interpolation_frames(gen, [0, 1, 2], space=space, steps=3, batch_size=BS)
     assert frames.shape == (7, 3, RES, RES)
+    z = S.latents_for_seeds([0, 1, 2], gen.z_dim).double().numpy()
+    noise = dict(noise_seeds=[0], batch_size=BS)
+    for frame in range(7):
+        k, t = min(frame // 3, 1), (frame - 3 * min(frame // 3, 1)) / 3
+        if space == "z":
+            zt = torch.from_numpy(_slerp_by_hand(z[k], z[k + 1], t)).float()[None]
+            expected = S.generate_images(gen, z=zt, **noise)
+        else:
+            keys = gen.map(torch.from_numpy(z[k : k + 2]).float())  # psi = 1: untruncated ws
+            ws = keys[:1] + t * (keys[1:] - keys[:1])
+            expected = S.render_ws(gen, ws, noise_seeds=[0], batch_size=BS)
+        torch.testing.assert_close(
+            frames[frame], expected[0], atol=1e-4, rtol=0, msg=lambda m, f=frame: f"frame {f}: {m}"
+        )
+    # The keys are the seeds' own images (rendered with the first seed's noise).
+    for frame, seed in ((0, 0), (3, 1), (6, 2)):
+        z_seed = S.latents_for_seeds([seed], gen.z_dim)
+        key = S.generate_images(gen, z=z_seed, **noise)[0]
+        torch.testing.assert_close(frames[frame], key, atol=1e-4, rtol=0)
     assert torch.equal(frames[0], S.generate_images(gen, [0], batch_size=BS)[0])
-    assert not torch.equal(frames[0], frames[1])
+    assert all(not torch.equal(frames[i], frames[i + 1]) for i in range(6))
 
 
 def test_interpolation_gif(files, tmp_path, monkeypatch, caplog):
@@ -413,12 +454,8 @@ def test_checkpoint_of_an_earlier_stage_renders_at_its_resolution(files, tmp_pat
         run_sample(files["ckpt8"], tmp_path, "figure=mixing", "mixing.layers=middle")
 
 
-def test_smoke_run_checkpoints_load(request, tmp_path):
-    try:
-        run_dir = request.getfixturevalue("smoke_run")
-    except pytest.FixtureLookupError:
-        pytest.skip("the smoke_run fixture (tests/conftest.py) is not available")
-    ckpt, export = run_dir / "checkpoints" / "last.ckpt", run_dir / "generator.pt"
+def test_smoke_run_checkpoints_load(smoke_run, tmp_path):
+    ckpt, export = smoke_run / "checkpoints" / "last.ckpt", smoke_run / "generator.pt"
     info_ckpt = load_generator(ckpt)[1]
     info_export = load_generator(export)[1]
     assert info_ckpt["resolution"] == info_export["resolution"]
@@ -426,8 +463,9 @@ def test_smoke_run_checkpoints_load(request, tmp_path):
     a = run_sample(ckpt, tmp_path / "a", "n=4", "figure=[faces,mixing]")
     b = run_sample(export, tmp_path / "b", "n=4", "figure=[faces,mixing]")
     assert png(a[0]).shape[:2] == png(b[0]).shape[:2] == (2 * (res + PAD) + PAD,) * 2
-    if info_ckpt["images_seen"] == info_export["images_seen"]:
-        assert a[0].read_bytes() == b[0].read_bytes()
+    # generator.pt is exported at the end of the run, from the same EMA weights as last.ckpt.
+    assert info_ckpt["images_seen"] == info_export["images_seen"] > 0
+    assert a[0].read_bytes() == b[0].read_bytes()
 
 
 @pytest.mark.parametrize(

@@ -287,9 +287,10 @@ def test_a_lazy_penalty_step_adds_the_penalty_times_n_to_ds_total_loss(
         torch.testing.assert_close(total, expected, rtol=1e-5, atol=1e-6)
 
 
-def test_r1_reuses_the_d_real_pass(train_config, monkeypatch):
+def test_r1_reuses_the_d_real_pass_and_is_the_squared_input_gradient(train_config, monkeypatch):
     captured = _capture_module(monkeypatch)
     forwards = []
+    counting = [True]
     cfg = train_config(
         "stage.total_kimg=0.032", "data.limit=64", "++stage.batch_size.8=16", "loss=bce"
     )
@@ -297,26 +298,41 @@ def test_r1_reuses_the_d_real_pass(train_config, monkeypatch):
 
     build_module = train_module.build_module
 
+    def count(*_):
+        if counting[0]:
+            forwards.append(1)
+
     def with_counter(cfg, schedule):
         module = build_module(cfg, schedule)
-        module.discriminator.register_forward_hook(lambda *_: forwards.append(1))
+        module.discriminator.register_forward_hook(count)
         return module
 
     monkeypatch.setattr(train_module, "build_module", with_counter)
-    r1_values = []
+    r1_values, by_hand = [], []
     r1 = losses.r1_penalty
 
-    def spy(*args, **kwargs):
-        r1_values.append(r1(*args, **kwargs))
-        return r1_values[-1]
+    def spy(real_logits, real, **kwargs):
+        value = r1(real_logits, real, **kwargs)
+        r1_values.append(value.detach())
+        # R1 by hand on the same reals and the same (not yet stepped) D: sum over pixels of
+        # (dD(x)/dx)^2, averaged over the batch.
+        module = captured["module"]
+        counting[0] = False
+        x = real.detach().clone().requires_grad_(True)
+        logits = module.discriminator(x, resolution=module.resolution, alpha=module.alpha)
+        (grad,) = torch.autograd.grad(logits.sum(), x)
+        counting[0] = True
+        by_hand.append(grad.square().sum(dim=(1, 2, 3)).mean())
+        return value
 
     monkeypatch.setattr(losses, "r1_penalty", spy)
     train(cfg)
     module = captured["module"]
     assert module.r1_gamma == 10.0 and module.r1_interval == 1  # the official default
     steps = module._d_steps
-    assert steps == 2 and len(r1_values) == steps
-    assert all(torch.isfinite(v) and v > 0 for v in r1_values)
+    assert steps == 2 and len(r1_values) == len(by_hand) == steps
+    for value, expected in zip(r1_values, by_hand, strict=True):
+        assert value.item() == pytest.approx(expected.item(), rel=1e-4)
     # Per step: D(real) and D(fake) in the D step (R1 adds no forward), D(fake) in the G step.
     assert len(forwards) == 3 * steps
 

@@ -16,6 +16,20 @@ FAST_FID = [
 ]
 
 
+def final_fid(run_dir) -> float:
+    """The FID a run ended with: the last ``metrics/fid`` in its CSV log (what train() returns)."""
+    (path,) = run_dir.glob("csv/version_*/metrics.csv")
+    rows = list(csv.DictReader(path.open()))
+    return [float(r["metrics/fid"]) for r in rows if r.get("metrics/fid")][-1]
+
+
+def trial_params(run_dir, names) -> dict:
+    """The values a sweep job ran with for the swept ``names`` (from its overrides.yaml)."""
+    overrides = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text())
+    values = dict(item.split("=", 1) for item in overrides)
+    return {name: yaml.safe_load(values[name]) for name in names}
+
+
 @pytest.mark.slow
 def test_wandb_goes_offline_without_credentials_network_or_stdin(tmp_path, celeba_root):
     home = tmp_path / "home"
@@ -44,20 +58,61 @@ def test_wandb_goes_offline_without_credentials_network_or_stdin(tmp_path, celeb
     assert list(media.glob("samples_*.png")) and list(media.glob("reals_*.png"))
 
 
-def test_fid_callback_logs_fid_and_saves_best_checkpoint(train_config, tmp_path):
+def test_fid_callback_logs_fid_and_saves_best_checkpoint(train_config, tmp_path, monkeypatch):
+    """Three evaluations whose FIDs are made 30, 10, 20 (the real pipeline runs; only its value
+    is replaced): best.ckpt is the state of the second one, the logged best is the running
+    minimum, and the run returns the last FID."""
+    import torch
+
+    import stylegan.callbacks.fid as cb
+    from stylegan.checkpoints import safe_torch_load
+
+    scripted = iter([30.0, 10.0, 20.0])
+    evaluated_at = []
+    metrics = cb.feature_metrics
+
+    def scripted_metrics(*args, **kwargs):
+        result = metrics(*args, **kwargs)
+        assert result["fid"] >= 0  # the real value, before it is replaced
+        return {**result, "fid": next(scripted)}
+
+    evaluate = cb.FIDCallback.evaluate
+
+    def recording(self, trainer, pl_module, **kwargs):
+        evaluated_at.append(pl_module.images_seen)
+        return evaluate(self, trainer, pl_module, **kwargs)
+
+    monkeypatch.setattr(cb, "feature_metrics", scripted_metrics)
+    monkeypatch.setattr(cb.FIDCallback, "evaluate", recording)
     cfg = train_config(
         "logger=csv",
-        "stage.total_kimg=0.5",
-        "callbacks.fid.every_kimg=0.25",
-        "callbacks.fid.at_train_end=true",
+        "stage.total_kimg=0.48",
+        "callbacks.fid.every_kimg=0.16",
+        "callbacks.fid.at_train_end=true",  # already evaluated at the last step: not again
+        "callbacks.checkpoint.every_kimg=0.16",
+        "callbacks.checkpoint.keep=0",
+        "callbacks.samples=null",
         *FAST_FID,
     )
     final_fid = train(cfg)
+    assert evaluated_at == [160, 320, 480]
     rows = list(csv.DictReader((tmp_path / "csv" / "version_0" / "metrics.csv").open()))
-    fids = [float(r["metrics/fid"]) for r in rows if r.get("metrics/fid")]
-    assert len(fids) >= 2 and all(f >= 0 for f in fids)
-    assert final_fid == pytest.approx(fids[-1])
-    assert (tmp_path / "checkpoints" / "best.ckpt").is_file()
+    # Lightning repeats a step-logged value at later logging steps; keep each evaluation's own.
+    logged = [
+        (float(r["metrics/fid"]), float(r["metrics/fid_best"]))
+        for r in rows
+        if r.get("metrics/fid") and round(float(r["progress/kimg"]) * 1000) in evaluated_at
+    ]
+    assert logged == [(30.0, 30.0), (10.0, 10.0), (20.0, 10.0)]
+    assert final_fid == 20.0
+    folder = tmp_path / "checkpoints"
+    best = safe_torch_load(folder / "best.ckpt")
+    assert best["stylegan"]["progress"]["images_seen"] == 320
+    # The same weights as the periodic checkpoint written at that step.
+    periodic = safe_torch_load(folder / "kimg000000.320.ckpt")
+    assert best["stylegan"]["progress"] == periodic["stylegan"]["progress"]
+    assert best["state_dict"].keys() == periodic["state_dict"].keys()
+    assert all(torch.equal(v, periodic["state_dict"][k]) for k, v in best["state_dict"].items())
 
 
 def test_fid_callback_measures_against_the_held_out_images(train_config, monkeypatch, capsys):
@@ -183,7 +238,7 @@ def test_optuna_sweep_minimizes_the_final_fid(tmp_path, celeba_root, smoke_run):
         "hparams_search=optuna",
         "hydra.sweeper.n_trials=2",
         "experiment=smoke",
-        "logger=none",
+        "logger=csv",
         "stage.total_kimg=0.2",
         *FAST_FID,
         f"data.root={celeba_root}",
@@ -192,9 +247,13 @@ def test_optuna_sweep_minimizes_the_final_fid(tmp_path, celeba_root, smoke_run):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
-    assert isinstance(results["best_value"], float) and results["best_value"] >= 0
-    assert {"training.lr_multiplier", "training.style_mixing_prob"} <= set(results["best_params"])
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1"]
+    fids = {job: final_fid(sweep / job) for job in ("0", "1")}
+    assert fids["0"] != fids["1"]  # different hyperparameters, different FIDs
+    best_job = min(fids, key=fids.get)
+    assert results["best_value"] == pytest.approx(fids[best_job], rel=1e-6)
+    assert results["best_params"] == trial_params(sweep / best_job, results["best_params"])
+    assert {"training.lr_multiplier", "training.style_mixing_prob"} <= set(results["best_params"])
 
 
 def test_jobs_of_one_multirun_share_a_wandb_group(tmp_path):

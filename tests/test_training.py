@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import ROOT, compose_config, run_cli
+from probes import images_trained, probe_env, probe_overrides
 
 from stylegan.checkpoints import CHECKPOINT_FORMAT, atomic_torch_save, load_generator
 from stylegan.errors import ConfigError
@@ -60,6 +61,54 @@ def _parameters(module: torch.nn.Module) -> list[torch.Tensor]:
     return [p.detach().clone() for p in module.parameters()]
 
 
+def _d_loss_by_hand(module, D, inputs: list[torch.Tensor]) -> torch.Tensor:
+    """D's loss of the first D step, written out from the papers (not stylegan.losses): WGAN-GP
+    with drift, or the logistic loss with R1 (scaled by the lazy interval, as on a lazy step)."""
+    import torch.nn.functional as F
+
+    def d(x):
+        return D(x, resolution=module.resolution, alpha=module.alpha).float()
+
+    def input_gradient(x):
+        x = x.detach().clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(d(x).sum(), x, create_graph=True)
+        return grad.flatten(1)
+
+    real, fake = inputs[0], inputs[1]
+    if module.loss == "wgan_gp":
+        interpolates = inputs[2]
+        gp = (input_gradient(interpolates).norm(dim=1) - 1).square().mean()
+        real_logits = d(real)
+        return (
+            d(fake).mean()
+            - real_logits.mean()
+            + module.drift_weight * real_logits.square().mean()
+            + module.gp_weight * module.gp_interval * gp
+        )
+    r1 = input_gradient(real).square().sum(dim=1).mean()
+    loss = F.softplus(-d(real)).mean() + F.softplus(d(fake)).mean()
+    return loss + module.r1_gamma / 2 * module.r1_interval * r1
+
+
+def _assert_first_adam_step_descends(before, after, grads, lr: float, what: str) -> None:
+    """Adam's first step with beta1 = 0 is -lr * g / (|g| + eps): every weight moves by about lr
+    against the sign of its loss gradient."""
+    agree = total = 0
+    for b, a, g in zip(before, after, grads, strict=True):
+        if g is None:  # a layer the step did not use (higher resolutions)
+            assert torch.equal(a, b), what
+            continue
+        delta = (a - b).flatten()
+        g = g.flatten()
+        # At most lr, give or take the rounding of weights far from 0 (the mapping's are ~100).
+        rounding = 2 * torch.finfo(torch.float32).eps * b.abs().flatten()
+        assert (delta.abs() <= lr * 1.001 + rounding).all(), what
+        clear = g.abs() > 1e-4 * g.abs().max()  # gradients clearly away from rounding noise
+        agree += int((torch.sign(delta[clear]) == -torch.sign(g[clear])).sum())
+        total += int(clear.sum())
+    assert total > 100 and agree / total > 0.99, f"{what}: {agree} of {total} weights descend"
+
+
 @pytest.mark.parametrize(
     "overrides",
     [
@@ -69,31 +118,65 @@ def _parameters(module: torch.nn.Module) -> list[torch.Tensor]:
     ],
     ids=["wgan_gp", "bce_r1", "bf16"],
 )
-def test_a_few_steps_of_each_loss_change_g_and_d(train_config, tmp_path, overrides, monkeypatch):
+def test_the_first_d_and_g_steps_descend_their_losses(train_config, overrides, monkeypatch):
+    """One training step. D's loss gradient is recomputed by hand from D's initial weights and the
+    inputs D saw; G's from the fakes of the G step through the stepped D. Both Adam steps must go
+    downhill on those gradients (a wrong-signed loss would go uphill)."""
+    import copy
+
+    import torch.nn.functional as F
+
     import train as train_module
 
-    captured = {}
+    captured = {"d_inputs": [], "g_grads": None}
     original = train_module.build_module
 
     def capture(cfg, schedule):
         module = original(cfg, schedule)
-        captured["module"] = module
+        captured.update(module=module, D0=copy.deepcopy(module.discriminator))
         captured["g0"] = _parameters(module.generator)
         captured["d0"] = _parameters(module.discriminator)
+        busy = []
+
+        def record(D, args):
+            x = args[0]
+            if busy:
+                return
+            if x.grad_fn is None:  # D step: reals, fakes (no graph), interpolates (a leaf)
+                captured["d_inputs"].append(x.detach().clone())
+                return
+            busy.append(1)  # G step: the fakes carry G's graph; G's loss by hand through D
+            logits = D(x, resolution=module.resolution, alpha=module.alpha).float()
+            loss = -logits.mean() if module.loss == "wgan_gp" else F.softplus(-logits).mean()
+            captured["g_grads"] = torch.autograd.grad(
+                loss, list(module.generator.parameters()), retain_graph=True, allow_unused=True
+            )
+            busy.clear()
+
+        module.discriminator.register_forward_pre_hook(record)
         return module
 
     monkeypatch.setattr(train_module, "build_module", capture)
-    cfg = train_config("stage.total_kimg=0.064", "data.limit=64", *overrides)
-    train(cfg)
+    train(train_config("stage.total_kimg=0.016", "data.limit=64", *overrides))
     module = captured["module"]
-    assert module.images_seen == 64
-    for before, after in (
-        (captured["g0"], module.generator),
-        (captured["d0"], module.discriminator),
-    ):
-        changed = [not torch.equal(b, a) for b, a in zip(before, after.parameters(), strict=True)]
-        assert any(changed)
-        assert all(torch.isfinite(p).all() for p in after.parameters())
+    assert module.images_seen == 16 and module._d_steps == 1
+    assert len(captured["d_inputs"]) == (3 if module.loss == "wgan_gp" else 2)
+    D0 = captured["D0"]
+    d_grads = torch.autograd.grad(
+        _d_loss_by_hand(module, D0, captured["d_inputs"]),
+        list(D0.parameters()),
+        allow_unused=True,
+    )
+    opt_g, opt_d = module.trainer.optimizers
+    _assert_first_adam_step_descends(
+        captured["d0"], _parameters(module.discriminator), d_grads,
+        opt_d.param_groups[0]["lr"], "D",
+    )  # fmt: skip
+    _assert_first_adam_step_descends(
+        captured["g0"], _parameters(module.generator), captured["g_grads"],
+        opt_g.param_groups[0]["lr"], "G",
+    )  # fmt: skip
+    assert all(torch.isfinite(p).all() for p in module.parameters())
     # The EMA generator moved towards G but is not G.
     ema = list(module.generator_ema.parameters())
     assert any(
@@ -237,18 +320,36 @@ def test_a_killed_run_resumes_to_the_same_progressive_state(smoke_run, tmp_path,
     progress = read_progress(last)
     assert progress["resolution"] == 32 and 0 < progress["alpha"] < 1, progress
 
-    resumed = run_cli("train.py", *common, f"ckpt_path={last}")
+    probe = tmp_path / "probe"
+    resumed = run_cli(
+        "train.py", *common, f"ckpt_path={last}", *probe_overrides(probe), env=probe_env()
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     final = read_progress(last)
     reference = read_progress(smoke_run / "checkpoints" / "last.ckpt")
     assert final == reference
+    # It continued from the checkpoint: it trained on the images left, not the whole run again.
+    assert len(images_trained(probe)) == final["images_seen"] - progress["images_seen"]
 
 
-def test_resume_restores_state_before_the_first_step(smoke_run, train_config, tmp_path):
+def test_resume_restores_state_before_the_first_step(
+    smoke_run, train_config, tmp_path, monkeypatch
+):
     """A finished run resumed from its last.ckpt does no more steps and keeps its state."""
+    from stylegan.module import StyleGANModule
+
+    steps = []
+    training_step = StyleGANModule.training_step
+
+    def counted(self, batch, batch_idx):
+        steps.append(batch.shape[0])
+        return training_step(self, batch, batch_idx)
+
+    monkeypatch.setattr(StyleGANModule, "training_step", counted)
     last = smoke_run / "checkpoints" / "last.ckpt"
     cfg = train_config(f"ckpt_path={last}", "callbacks.samples=null")
     train(cfg)
+    assert steps == []  # nothing left to train
     assert read_progress(tmp_path / "checkpoints" / "last.ckpt") == read_progress(last)
 
 
