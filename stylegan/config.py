@@ -184,6 +184,21 @@ class InterpolationFigureConfig:
 
 
 @dataclass
+class EditFigureConfig:
+    seeds: list[int] = MISSING
+    video: bool = MISSING
+    steps: int = MISSING
+    fps: float = MISSING
+    mp4: bool = MISSING
+
+
+@dataclass
+class ConditionalConfig:
+    shift: float = MISSING
+    max_draws: int = MISSING
+
+
+@dataclass
 class SampleConfig:
     """``conf/sample.yaml``."""
 
@@ -203,6 +218,14 @@ class SampleConfig:
     mixing: MixingFigureConfig = field(default_factory=MixingFigureConfig)
     noise_figure: NoiseFigureConfig = field(default_factory=NoiseFigureConfig)
     interpolation: InterpolationFigureConfig = field(default_factory=InterpolationFigureConfig)
+    # Attributes (stylegan.attributes): figure=edit, and faces with attributes=[...].
+    attribute: str | None = MISSING
+    strengths: list[float] = MISSING
+    keep: list[str] = MISSING
+    attributes: list[str] = MISSING
+    classifier: str | None = MISSING
+    edit: EditFigureConfig = field(default_factory=EditFigureConfig)
+    conditional: ConditionalConfig = field(default_factory=ConditionalConfig)
 
 
 # ----------------------------------------------------------------------------------------------
