@@ -257,6 +257,9 @@ def test_orthogonalize_against_hand_computed_directions():
     assert torch.allclose(out, torch.tensor([0.0, 0.0, 1.0]), atol=1e-6)
     with pytest.raises(UserError, match="span"):
         orthogonalize(torch.tensor([2.0, 3.0, 0.0]), conditions)
+    # zero conditions (attributes without a direction) and dependent ones change nothing
+    degenerate = [torch.zeros(3), torch.tensor([1.0, 0, 0]), torch.tensor([2.0, 0, 0])]
+    assert torch.allclose(orthogonalize(d, degenerate), torch.tensor([0.0, 1, 0]), atol=1e-6)
 
 
 def test_directions_recover_a_planted_normal_in_w():
@@ -355,6 +358,13 @@ def test_conditional_faces_agree_with_the_request(planted):
         assert len(found.seeds) == 8 and bool((p[:, 0] >= 0.5).all() and (p[:, 1] < 0.5).all())
         runs[shift] = found
     assert runs[1.0].agreement > runs[0.0].agreement  # the shift does part of the work
+    # An attribute without a direction (a zero normal) is left to rejection alone.
+    no_green = Directions.from_payload(directions.to_payload())
+    no_green.normals = no_green.normals.clone()
+    no_green.normals[1] = 0
+    found = conditional_faces(G, probe, no_green, request, n=4, batch_size=16, progress=False)
+    p = torch.sigmoid(probe(found.images))
+    assert bool((p[:, 0] >= 0.5).all() and (p[:, 1] < 0.5).all())
     assert runs[1.0].agreement >= 0.9
     assert runs[0.0].cost == pytest.approx(runs[0.0].drawn / 8)
 

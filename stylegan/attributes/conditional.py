@@ -3,9 +3,11 @@
 Two steps per batch of seeds. *Shift*: each requested attribute's signed distance ``w @ n + b``
 (in W, before truncation) is raised to at least ``shift`` standard deviations on the requested
 side, moving along that attribute's direction made orthogonal to the other requested ones, so
-satisfying one request does not undo another. *Reject*: the batch is rendered and classified,
-and only faces on which the classifier agrees with every request are kept. Draws continue, seed
-after seed, until ``n`` faces are kept or ``max_draws`` seeds were drawn.
+satisfying one request does not undo another (an attribute without a direction, which the
+classifier gave every fitted face the same label for, is left to rejection). *Reject*: the
+batch is rendered and classified, and only faces on which the classifier agrees with every
+request are kept. Draws continue, seed after seed, until ``n`` faces are kept or ``max_draws``
+seeds were drawn.
 
 ``shift=0`` is plain rejection sampling. The returned statistics say what it cost: the
 agreement rate of the drawn (shifted) faces and the number of seeds drawn per kept face.
@@ -54,6 +56,8 @@ def shift_towards(
     w = w.clone()
     for i, (a, (_, wanted)) in enumerate(zip(index, request, strict=True)):
         n = directions.normals[a].to(w)
+        if float(n.norm()) == 0:
+            continue  # every fitted face had one label: no direction, rejection alone
         others = [directions.normals[b].to(w) for j, b in enumerate(index) if j != i]
         step = orthogonalize(n, others) if others else n
         along = float(step @ n)  # how much a unit step moves the distance along n

@@ -100,12 +100,14 @@ def fit_directions(
 
 
 def orthogonalize(direction: Tensor, conditions: Sequence[Tensor]) -> Tensor:
-    """``direction`` [D] minus its projection onto the span of ``conditions`` (each [D]),
-    normalised: the conditional direction of InterFaceGAN. Raises UserError when nothing is
-    left (the direction lies in their span)."""
+    """``direction`` [D] minus its projection onto the span of ``conditions`` (each [D]; zero
+    ones are ignored), normalised: the conditional direction of InterFaceGAN. Raises UserError
+    when nothing is left (the direction lies in their span)."""
     d = direction.double()
-    if len(conditions):
-        basis, _ = torch.linalg.qr(torch.stack([c.double() for c in conditions], dim=1))
+    conditions = [c.double() for c in conditions if float(c.double().norm()) > 0]
+    if conditions:
+        basis, r = torch.linalg.qr(torch.stack(conditions, dim=1))
+        basis = basis[:, r.diagonal().abs() > 1e-9]  # drop conditions in the span of others
         d = d - basis @ (basis.T @ d)
     norm = d.norm()
     if norm < 1e-6 * max(1.0, float(direction.double().norm())):
