@@ -367,6 +367,8 @@ def test_conditional_faces_agree_with_the_request(planted):
     assert bool((p[:, 0] >= 0.5).all() and (p[:, 1] < 0.5).all())
     assert runs[1.0].agreement >= 0.9
     assert runs[0.0].cost == pytest.approx(runs[0.0].drawn / 8)
+    for found in runs.values():  # drawing stops at the 8th kept face, whatever the batch size
+        assert found.seeds[-1] == found.drawn - 1 and found.agreed == 8
 
 
 def test_sample_faces_with_attributes(planted, tmp_path, monkeypatch, capsys):
@@ -385,8 +387,31 @@ def test_sample_faces_with_attributes(planted, tmp_path, monkeypatch, capsys):
 
 
 # ---------------------------------------------------------------------------------------------
-# One-line errors, exit 2 (subprocesses started together)
+# One-line errors, exit 2 (in process; two through the real command lines, started together)
 # ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["figure=edit", "attribute=Smilling"], "unknown attribute 'Smilling'; valid: Red, Green"),
+        (["figure=edit", "attribute=Red", "keep=[Bald]"], "unknown keep attribute 'Bald'"),
+        (["attributes=[Red,-Bald]"], "unknown attributes entry 'Bald'"),
+        (["figure=edit"], "needs attribute=NAME"),
+        (["figure=edit", "attribute=Red", "strengths=[]"], "at least one"),
+    ],
+)
+def test_bad_attribute_options_are_one_line_before_anything_is_written(
+    planted, tmp_path, overrides, message
+):
+    from sample import sample
+
+    out = tmp_path / "out"
+    cfg = sample_config(f"ckpt={planted['gen']}", f"out_dir={out}", "classifier=none.pt",
+                        *overrides)  # fmt: skip
+    with pytest.raises(UserError, match=message) as err:
+        sample(cfg)
+    assert "\n" not in str(err.value) and not out.exists()
 
 
 @pytest.fixture(scope="module")
@@ -401,9 +426,6 @@ def cli_errors(planted):
                              f"classifier={clf32}", "separability.num_samples=8"],
         "no_directions": ["sample.py", f"ckpt={planted['plain']}", "figure=edit",
                           "attribute=Red"],
-        "bad_attribute": ["sample.py", f"ckpt={planted['gen']}", "figure=edit",
-                          "attribute=Smilling"],
-        "bad_request": ["sample.py", f"ckpt={planted['gen']}", "attributes=[Red,-Bald]"],
     }  # fmt: skip
     procs = {}
     for name, args in jobs.items():
@@ -424,8 +446,6 @@ def cli_errors(planted):
     [
         ("other_resolution", "classifies 32px images but the generator makes 16px"),
         ("no_directions", "has no attribute directions"),
-        ("bad_attribute", "unknown attribute 'Smilling'; valid: Red, Green, Warm"),
-        ("bad_request", "unknown attributes entry 'Bald'"),
     ],
 )
 def test_cli_errors_are_one_line_exit_2(cli_errors, case, message):

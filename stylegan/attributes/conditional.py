@@ -31,8 +31,8 @@ from stylegan.errors import ConfigError, UserError
 class ConditionalResult:
     images: Tensor  # [kept, C, r, r] CPU float in [-1, 1]
     seeds: list[int]  # the seed of each kept face
-    drawn: int  # seeds drawn
-    agreed: int  # drawn faces the classifier agreed with (= kept, before the n cut-off)
+    drawn: int  # seeds used: up to the last kept face's (a last batch's rest is not counted)
+    agreed: int  # of those, the faces the classifier agreed with
 
     @property
     def agreement(self) -> float:
@@ -110,10 +110,13 @@ def conditional_faces(
                                     noise_seeds=seeds, batch_size=batch_size)  # fmt: skip
         probs = torch.sigmoid(classifier(images.to(device)).float()).cpu()
         ok = ((probs[:, cls_index] >= 0.5) == wanted[None]).all(dim=1)
-        drawn += count
-        agreed += int(ok.sum())
         room = n - len(kept_seeds)
         take = ok.nonzero().flatten()[:room].tolist()
+        # Seeds past the n-th kept face were drawn only because batches have a fixed shape:
+        # they are not counted (the next call may start at seed + drawn).
+        used = take[-1] + 1 if len(take) == room else count
+        drawn += used
+        agreed += int(ok[:used].sum())
         kept_images.append(images[take])
         kept_seeds += [seeds[i] for i in take]
         bar.update(len(take))
