@@ -24,6 +24,7 @@ import torch
 import torchvision
 from torch import Tensor, nn
 
+from stylegan.checkpoints import safe_torch_load
 from stylegan.errors import UserError
 
 CLASSIFIER_FORMAT = "stylegan-attribute-classifier"
@@ -84,8 +85,6 @@ def load_classifier(
     """Rebuild a classifier from ``classifier.pt`` in eval mode; returns it and the payload's
     other keys (``crop``, ``holdout``, ...). ``resolution``: the images it will see; another
     training resolution is one line (exit 2 at the command line)."""
-    from stylegan.checkpoints import safe_torch_load  # checkpoints imports the networks
-
     path = Path(path)
     payload = safe_torch_load(path, what="attribute classifier")
     if not isinstance(payload, dict) or payload.get("format") != CLASSIFIER_FORMAT:

@@ -33,10 +33,10 @@ from stylegan import sampling
 from stylegan.atomic import atomic_torch_save
 from stylegan.attributes.labels import check_attribute
 from stylegan.attributes.separability import attribute_entropies
+from stylegan.checkpoints import GENERATOR_FORMAT, safe_torch_load
 from stylegan.errors import UserError
 
 DIRECTIONS_KEY = "attribute_directions"
-GENERATOR_FORMAT = "stylegan-generator"  # stylegan.checkpoints.GENERATOR_FORMAT
 
 
 @dataclass
@@ -168,8 +168,6 @@ def edit_images(
 
 def store_directions(path: str | os.PathLike, directions: Directions) -> Path:
     """Write ``directions`` into the ``generator.pt`` at ``path`` (atomically; other keys kept)."""
-    from stylegan.checkpoints import safe_torch_load
-
     path = Path(path)
     payload = safe_torch_load(path, what="generator.pt")
     if not isinstance(payload, dict) or payload.get("format") != GENERATOR_FORMAT:
@@ -183,8 +181,6 @@ def store_directions(path: str | os.PathLike, directions: Directions) -> Path:
 
 def load_directions(path: str | os.PathLike) -> Directions:
     """The directions stored in ``path`` (a generator.pt); one line when it has none."""
-    from stylegan.checkpoints import safe_torch_load
-
     payload = safe_torch_load(path, what="checkpoint")
     found = payload.get(DIRECTIONS_KEY) if isinstance(payload, dict) else None
     if not found:
