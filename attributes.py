@@ -40,6 +40,7 @@ from stylegan.attributes import (
     store_directions,
     train_classifier,
 )
+from stylegan.attributes.directions import generator_payload
 from stylegan.attributes.separability import SEED_STRIDE, check_keep_fraction
 from stylegan.checkpoints import atomic_torch_save, load_generator
 from stylegan.cli import resolve_device, run_hydra_main, run_reporting_user_errors
@@ -136,6 +137,8 @@ def directions_mode(cfg: DictConfig, device: torch.device) -> dict:
     check_keep_fraction(o.keep_fraction)
     if o.num_samples < 4:
         raise ConfigError(f"directions.num_samples must be >= 4, got {o.num_samples}")
+    if cfg.get("ckpt"):
+        generator_payload(cfg.ckpt)  # a last.ckpt is refused now, not after N faces
     G, res, classifier = _generator_and_classifier(cfg, device)
     first = o.seed * SEED_STRIDE
     _, w, probs = sample_attributes(

@@ -307,6 +307,15 @@ def test_directions_live_in_generator_pt(planted, tmp_path):
     torch.save({"state_dict": {}, "stylegan": {}}, ckpt)
     with pytest.raises(UserError, match=r"stored in a generator\.pt"):
         store_directions(ckpt, loaded)
+    from attributes import attributes
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(
+            config_name="attributes",
+            overrides=["mode=directions", f"ckpt={ckpt}", "classifier=missing.pt", "device=cpu"],
+        )
+    with pytest.raises(UserError, match=r"stored in a generator\.pt"):  # before anything runs
+        attributes(cfg)
     with pytest.raises(UserError, match="while keeping it"):
         edit_direction(loaded, "Red", ["Red"])
     assert isinstance(Directions.from_payload(loaded.to_payload()), Directions)

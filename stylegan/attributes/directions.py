@@ -166,17 +166,23 @@ def edit_images(
                               noise_seeds=noise_seeds, batch_size=batch_size)  # fmt: skip
 
 
-def store_directions(path: str | os.PathLike, directions: Directions) -> Path:
-    """Write ``directions`` into the ``generator.pt`` at ``path`` (atomically; other keys kept)."""
-    path = Path(path)
+def generator_payload(path: str | os.PathLike) -> dict[str, Any]:
+    """The contents of the ``generator.pt`` at ``path``; one line when it is something else
+    (directions are stored only in a generator.pt)."""
     payload = safe_torch_load(path, what="generator.pt")
     if not isinstance(payload, dict) or payload.get("format") != GENERATOR_FORMAT:
         raise UserError(
             f"attribute directions are stored in a generator.pt, and {path} is not one; pass "
             "the run's generator.pt as ckpt="
         )
+    return payload
+
+
+def store_directions(path: str | os.PathLike, directions: Directions) -> Path:
+    """Write ``directions`` into the ``generator.pt`` at ``path`` (atomically; other keys kept)."""
+    payload = generator_payload(path)
     payload[DIRECTIONS_KEY] = directions.to_payload()
-    return atomic_torch_save(payload, path)
+    return atomic_torch_save(payload, Path(path))
 
 
 def load_directions(path: str | os.PathLike) -> Directions:
