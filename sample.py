@@ -9,6 +9,8 @@ Examples:
     python sample.py ckpt=... figure=noise noise_figure.seed=7 noise_figure.draws=16
     python sample.py ckpt=... figure=interpolation interpolation.space=z interpolation.seeds=[0,1,0]
     python sample.py ckpt=... figure=all noise=const device=cuda batch_size=64
+    python sample.py ckpt=.../generator.pt figure=edit attribute=Smiling keep=[Male] edit.video=true
+    python sample.py ckpt=.../generator.pt n=16 attributes=[Male,Young,-Eyeglasses]
 
 Files land in ``outputs/sample/<date>/<time>/`` (``out_dir=`` to change) with names that say what
 they are, e.g. ``faces_seed0_n64_psi0.7.png``; the knobs are documented in ``conf/sample.yaml``.
@@ -23,6 +25,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from stylegan import sampling
+from stylegan.attributes import conditional_faces
+from stylegan.attributes import figures as attribute_figures
 from stylegan.checkpoints import load_generator
 from stylegan.cli import resolve_device, run_hydra_main, run_reporting_user_errors
 from stylegan.config import SampleConfig
@@ -77,16 +81,68 @@ def read_options(cfg: DictConfig) -> SampleConfig:
         sampling.check_seeds(opts.interpolation.seeds, "interpolation.seeds", minimum=2)
         sampling.check_steps(opts.interpolation.steps)
         sampling.check_fps(opts.interpolation.fps)
+    if "edit" in opts.figure:
+        e = opts.edit
+        sampling.check_seeds(e.seeds, "edit.seeds")
+        opts.strengths = attribute_figures.check_edit_options(
+            opts.attribute, opts.strengths, e.steps, e.fps
+        )
     return opts
 
 
+def draw_attribute_figure(
+    figure: str,
+    G: Generator,
+    opts: SampleConfig,
+    attr: attribute_figures.AttributeContext,
+    common: dict,
+    psi: float | list[float],
+) -> list[Path]:
+    """figure=edit, or faces with attributes=[...] (:mod:`stylegan.attributes`)."""
+    out_dir, render = Path(opts.out_dir), {**common, "psi": psi, "noise_mode": opts.noise}
+    if figure == "edit":
+        e = opts.edit
+        mp4 = e.video and e.mp4 and sampling.mp4_available()
+        written, lines = attribute_figures.edit_figure(
+            G, direction=attr.direction, scale=attr.scale, attribute=opts.attribute,
+            keep=opts.keep, seeds=e.seeds, strengths=opts.strengths, out_dir=out_dir,
+            video=e.video, steps=e.steps, fps=e.fps, mp4=mp4, classifier=attr.classifier,
+            **render,
+        )  # fmt: skip
+        for line in lines:
+            print(line)
+        return written
+    found = conditional_faces(
+        G, attr.classifier, attr.directions, attr.request, n=opts.n, seed=opts.seed,
+        shift=opts.conditional.shift, max_draws=opts.conditional.max_draws, **render,
+    )  # fmt: skip
+    wanted = ", ".join(n if w else f"~{n}" for n, w in attr.request)
+    print(
+        f"{len(found.seeds)} faces with [{wanted}]: classifier agreement {found.agreement:.1%} "
+        f"of {found.drawn} drawn after a {opts.conditional.shift:g}-std shift; "
+        f"{found.cost:.2f} seeds drawn per face"
+    )
+    if len(found.seeds) < opts.n:
+        print(f"only {len(found.seeds)} of n={opts.n}: conditional.max_draws was reached")
+    return attribute_figures.write_conditional(
+        found.images, out_dir, request=attr.request, seed=opts.seed, n=len(found.seeds)
+    )
+
+
 def draw_figure(
-    figure: str, G: Generator, opts: SampleConfig, resolution: int, psi: float | list[float]
+    figure: str,
+    G: Generator,
+    opts: SampleConfig,
+    resolution: int,
+    psi: float | list[float],
+    attr: attribute_figures.AttributeContext | None = None,
 ) -> list[Path]:
     """Compute one figure with :mod:`stylegan.sampling` and write it; returns the paths."""
     out_dir = Path(opts.out_dir)
     common = {"resolution": resolution, "batch_size": opts.batch_size, "cutoff": opts.cutoff}
     noise, cutoff = opts.noise, opts.cutoff
+    if figure == "edit" or (figure == "faces" and opts.attributes):
+        return draw_attribute_figure(figure, G, opts, attr, common, psi)
     if figure == "faces":
         seeds = range(opts.seed, opts.seed + opts.n)
         batches = sampling.iter_images(G, seeds, psi=psi, noise_mode=noise, **common)
@@ -160,6 +216,17 @@ def sample(cfg: DictConfig) -> list[Path]:
         sampling.layer_psi(G, p, res)
     for spec in opts.mixing.layers if "mixing" in opts.figure else []:
         sampling.layer_range(spec, G.num_ws_at(res))
+    attr = None
+    if "edit" in opts.figure or ("faces" in opts.figure and opts.attributes):
+        attr = attribute_figures.AttributeContext(
+            ckpt=opts.ckpt,
+            resolution=res,
+            attribute=opts.attribute if "edit" in opts.figure else None,
+            keep=opts.keep,
+            attributes=opts.attributes if "faces" in opts.figure else [],
+            classifier=opts.classifier,
+            device=device,
+        )
     log.info(
         "generator from %s (%s): %dpx, %s images seen, device %s",
         opts.ckpt,
@@ -170,7 +237,7 @@ def sample(cfg: DictConfig) -> list[Path]:
     )
     written: list[Path] = []
     for figure in opts.figure:
-        written += draw_figure(figure, G, opts, res, psi)
+        written += draw_figure(figure, G, opts, res, psi, attr)
     for path in written:
         log.info("wrote %s", path)
     return written

@@ -184,6 +184,21 @@ class InterpolationFigureConfig:
 
 
 @dataclass
+class EditFigureConfig:
+    seeds: list[int] = MISSING
+    video: bool = MISSING
+    steps: int = MISSING
+    fps: float = MISSING
+    mp4: bool = MISSING
+
+
+@dataclass
+class ConditionalConfig:
+    shift: float = MISSING
+    max_draws: int = MISSING
+
+
+@dataclass
 class SampleConfig:
     """``conf/sample.yaml``."""
 
@@ -203,6 +218,64 @@ class SampleConfig:
     mixing: MixingFigureConfig = field(default_factory=MixingFigureConfig)
     noise_figure: NoiseFigureConfig = field(default_factory=NoiseFigureConfig)
     interpolation: InterpolationFigureConfig = field(default_factory=InterpolationFigureConfig)
+    # Attributes (stylegan.attributes): figure=edit, and faces with attributes=[...].
+    attribute: str | None = MISSING
+    strengths: list[float] = MISSING
+    keep: list[str] = MISSING
+    attributes: list[str] = MISSING
+    classifier: str | None = MISSING
+    edit: EditFigureConfig = field(default_factory=EditFigureConfig)
+    conditional: ConditionalConfig = field(default_factory=ConditionalConfig)
+
+
+# ----------------------------------------------------------------------------------------------
+# attributes.py (conf/attributes.yaml).
+
+
+@dataclass
+class AttributeTrainConfig:
+    epochs: int = MISSING
+    batch_size: int = MISSING
+    lr: float = MISSING
+    weight_decay: float = MISSING
+    max_time_s: float | None = MISSING
+    hflip: bool = MISSING
+    bf16: str = MISSING  # auto | true | false (checked by stylegan.attributes.training)
+    eval_batch_size: int = MISSING
+
+
+@dataclass
+class SeparabilityConfig:
+    num_samples: int = MISSING
+    seeds: list[int] = MISSING
+    keep_fraction: float = MISSING
+
+
+@dataclass
+class DirectionsConfig:
+    num_samples: int = MISSING
+    seed: int = MISSING
+    keep_fraction: float = MISSING
+
+
+@dataclass
+class AttributesConfig:
+    """``conf/attributes.yaml``."""
+
+    task_name: str = MISSING
+    mode: str = MISSING  # train | separability | directions (checked by attributes.py)
+    resolution: int = MISSING
+    seed: int = MISSING
+    device: str = MISSING
+    out_dir: str = MISSING
+    ckpt: str | None = MISSING
+    classifier: str | None = MISSING
+    batch_size: int = MISSING
+    train: AttributeTrainConfig = field(default_factory=AttributeTrainConfig)
+    separability: SeparabilityConfig = field(default_factory=SeparabilityConfig)
+    directions: DirectionsConfig = field(default_factory=DirectionsConfig)
+    paths: Any = None
+    data: Any = None  # DataConfig, named in conf/data/celeba.yaml
 
 
 @dataclass
@@ -236,6 +309,7 @@ SCHEMAS: dict[tuple[str, str], type] = {
     ("schema", "train"): TrainConfig,
     ("schema", "fid"): FidConfig,
     ("schema", "sample"): SampleConfig,
+    ("schema", "attributes"): AttributesConfig,
     ("schema", "stage"): StageConfig,
     ("schema/loss", "wgan_gp"): WganGpLossConfig,
     ("schema/loss", "bce"): BceLossConfig,

@@ -22,6 +22,8 @@ from stylegan.sampling.seeds import latents_for_seeds
 log = logging.getLogger(__name__)
 
 FIGURES = ("faces", "truncation", "mixing", "noise", "interpolation")
+# Figures that need more than a generator (attribute directions), so not part of "all".
+OPTIONAL_FIGURES = ("edit",)
 BLANK = 1.0  # value of the empty top-left cell of the mixing grid (white)
 MIN_NOISE_DRAWS = 2  # the std map needs at least two noise realisations
 SPACES = ("z", "w")  # interpolation: slerp between zs | lerp between (truncated) ws
@@ -36,10 +38,11 @@ def check_figures(figure: object) -> list[str]:
     for name in names:
         if name == "all":
             out += [f for f in FIGURES if f not in out]
-        elif name in FIGURES:
+        elif name in FIGURES or name in OPTIONAL_FIGURES:
             out += [] if name in out else [name]
         else:
-            raise ConfigError(f"unknown figure {name!r}; choose from {[*FIGURES, 'all']}")
+            choices = [*FIGURES, "all", *OPTIONAL_FIGURES]
+            raise ConfigError(f"unknown figure {name!r}; choose from {choices}")
     return out
 
 
