@@ -10,7 +10,6 @@ Examples:
 ``train(cfg)`` is what the command runs; tests call it directly with a composed config.
 """
 
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +40,6 @@ from stylegan.schedule import ProgressiveSchedule
 CONF_DIR = str(Path(__file__).resolve().parent / "conf")
 
 register_resolvers()  # ${best_cpu_precision:} in conf/trainer/cpu.yaml
-
-# Lightning's throughput monitor asks for a FLOPs count; images/s is what we log.
-warnings.filterwarnings("ignore", message=".*flops_per_batch.*")
 
 
 def build_schedule(

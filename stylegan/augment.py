@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from stylegan.errors import ConfigError
 
 MODES = ("ada", "diffaugment")
+ADA_ORDER = (0, 1, 3, 2)  # kornia's colour steps 0-3 are brightness, contrast, saturation, hue
 
 
 class DiscriminatorAugment(nn.Module):
@@ -86,7 +87,13 @@ class DiscriminatorAugment(nn.Module):
             )
             transforms.append((affine, False))
         if max(brightness, contrast, saturation, hue) > 0:
-            jiggle = K.ColorJiggle(brightness, contrast, saturation, hue, p=1.0)
+            # A fixed order (ADA's: brightness, contrast, hue, saturation) takes kornia's
+            # branch-free path; a random order reads its factors back to branch on them.
+            factors = (brightness, contrast, saturation, hue)
+            try:
+                jiggle = K.ColorJiggle(*factors, p=1.0, order=ADA_ORDER)
+            except TypeError:  # a kornia without `order`
+                jiggle = K.ColorJiggle(*factors, p=1.0)
             transforms.append((jiggle, True))
         if cutout > 0:
             area = cutout * cutout

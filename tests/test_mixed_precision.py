@@ -1,28 +1,13 @@
 """fp16 mixed precision (``16-mixed``), exercised on the CPU: CPU autocast runs fp16 and
 ``torch.amp.GradScaler("cpu")`` scales like the CUDA one. Lightning maps ``16-mixed`` on a CPU to
-bf16, so these runs pass its ``MixedPrecision`` plugin explicitly."""
+bf16, so these runs pass its ``MixedPrecision`` plugin explicitly (``fp16_on_cpu`` in conftest)."""
 
 import pytest
 import torch
-from lightning.pytorch.plugins import MixedPrecision
 
-import train as train_module
 from stylegan.callbacks import DivergenceError
 from stylegan.callbacks.divergence import FP16_PATIENCE
 from train import train
-
-
-@pytest.fixture
-def fp16_on_cpu(monkeypatch):
-    """``train(cfg)`` builds its Trainer with fp16 autocast and a GradScaler on the CPU."""
-    real = train_module.instantiate_group
-
-    def with_fp16(conf, **kwargs):
-        if "plugins" in kwargs:
-            kwargs["plugins"] = [*kwargs["plugins"], MixedPrecision("16-mixed", "cpu")]
-        return real(conf, **kwargs)
-
-    monkeypatch.setattr(train_module, "instantiate_group", with_fp16)
 
 
 def _nan_batches(monkeypatch, first: int, last: int) -> None:
