@@ -38,6 +38,23 @@ def host_random(*, high: int | None = None) -> float | int:
     return int(torch.randint(1, high, ()))
 
 
+# torch.compile graphs per network per resolution: synthesis runs under no_grad in the D step and
+# with grad in the G step, and D sees fakes that do not require grad (D step) and that do (G step).
+GRAPHS_PER_RESOLUTION = 2
+
+
+def allow_graphs_for_every_resolution(final_resolution: int) -> None:
+    """Raise dynamo's per-function recompile limit (8 by default) to the graphs a run up to
+    ``final_resolution`` compiles, 2 per resolution from 4 px, so no resolution falls back to
+    eager (an 8 -> 128 px run needs 10; 4 -> 1024 px, 18)."""
+    config = torch._dynamo.config
+    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+    resolutions = max(1, int(final_resolution).bit_length() - 2)  # 4, 8, ..., final
+    needed = GRAPHS_PER_RESOLUTION * resolutions + 2  # + 2: a spare either way
+    if getattr(config, name) < needed:
+        setattr(config, name, needed)
+
+
 class StyleGANModule(L.LightningModule):
     """Trains a :class:`Generator` against a discriminator; the EMA generator is the product."""
 
@@ -170,6 +187,7 @@ class StyleGANModule(L.LightningModule):
         if not self.compile:
             return module
         if name not in self._compiled:
+            allow_graphs_for_every_resolution(self.generator.resolution)
             self._compiled[name] = torch.compile(module.forward, dynamic=False)
         return self._compiled[name]
 
