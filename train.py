@@ -15,6 +15,7 @@ from typing import Any
 
 import hydra
 import lightning as L
+import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -123,6 +124,11 @@ def build_loggers(cfg: DictConfig) -> list[Any]:
 def train(cfg: DictConfig) -> float | None:
     """Build everything from ``cfg`` and fit; returns the metric a sweep optimizes (or None)."""
     L.seed_everything(cfg.seed, workers=True)
+    # TF32 policy on Ampere+ GPUs, deliberately: fp32 matmuls (mapping network, penalties) stay
+    # full fp32, torch's default; cuDNN convs keep torch's default TF32 in training (a 10-bit
+    # mantissa, finer than bf16-mixed's, which the penalties handle), and the FID pass turns it
+    # off (stylegan/metrics/inception.py) so its value equals the CPU's.
+    torch.set_float32_matmul_precision("highest")
     ckpt_path = cfg.get("ckpt_path")
     if not ckpt_path and (requeued := requeued_checkpoint(cfg.paths.output_dir)):
         print(f"resuming the requeued job from {requeued}", flush=True)
