@@ -36,7 +36,10 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from stylegan.errors import UserError
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+# SIGUSR1 is POSIX only (Windows has SIGTERM alone).
+STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGUSR1") if hasattr(signal, name)
+)
 
 
 def _submitit_signal() -> signal.Signals | None:

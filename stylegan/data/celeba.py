@@ -55,8 +55,9 @@ def worker_init(worker_id: int, *, rank: int) -> None:
     """A loader worker leaves SIGTERM/SIGUSR1 to the main process, which stops at a step boundary
     and shuts its workers down (they also exit when it dies): a cluster's SIGTERM to the process
     group no longer kills them mid-step. Then Lightning's worker seeding, as it would add it."""
-    for signum in (signal.SIGTERM, signal.SIGUSR1):
-        signal.signal(signum, signal.SIG_IGN)
+    for name in ("SIGTERM", "SIGUSR1"):
+        if hasattr(signal, name):  # SIGUSR1 is POSIX only
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
     if os.environ.get("PL_SEED_WORKERS") == "1":
         pl_worker_init_function(worker_id, rank=rank)
 
