@@ -10,18 +10,26 @@ Examples:
 ``train(cfg)`` is what the command runs; tests call it directly with a composed config.
 """
 
-import warnings
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import hydra
 import lightning as L
+import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from stylegan.augment import build_augment
-from stylegan.callbacks import AtomicCheckpointIO, DivergenceGuard, ExactResume, ProgressiveGrowing
+from stylegan.callbacks import (
+    AtomicCheckpointIO,
+    DivergenceGuard,
+    ExactResume,
+    Preemption,
+    ProgressiveGrowing,
+)
+from stylegan.callbacks.preemption import requeued_checkpoint
 from stylegan.checkpoints import safe_torch_load
 from stylegan.cli import run_hydra_main, run_reporting_user_errors
 from stylegan.errors import ConfigError, UserError
@@ -33,9 +41,6 @@ from stylegan.schedule import ProgressiveSchedule
 CONF_DIR = str(Path(__file__).resolve().parent / "conf")
 
 register_resolvers()  # ${best_cpu_precision:} in conf/trainer/cpu.yaml
-
-# Lightning's throughput monitor asks for a FLOPs count; images/s is what we log.
-warnings.filterwarnings("ignore", message=".*flops_per_batch.*")
 
 
 def time_fraction(value: Any) -> dict[int, float] | None:
@@ -136,6 +141,7 @@ def build_callbacks(cfg: DictConfig, schedule: ProgressiveSchedule) -> list[L.Ca
         ProgressiveGrowing(schedule),
         ExactResume(),
         DivergenceGuard(policy=run_knobs(cfg).on_nonfinite),
+        Preemption(),  # SIGTERM / SIGUSR1: last.ckpt at the end of the step, exit 128 + signal
     ]
     for conf in (cfg.get("callbacks") or {}).values():
         if conf is not None and "_target_" in conf:
@@ -150,7 +156,15 @@ def build_loggers(cfg: DictConfig) -> list[Any]:
 def train(cfg: DictConfig) -> float | None:
     """Build everything from ``cfg`` and fit; returns the metric a sweep optimizes (or None)."""
     L.seed_everything(cfg.seed, workers=True)
+    # TF32 policy on Ampere+ GPUs, deliberately: fp32 matmuls (mapping network, penalties) stay
+    # full fp32, torch's default; cuDNN convs keep torch's default TF32 in training (a 10-bit
+    # mantissa, finer than bf16-mixed's, which the penalties handle), and the FID pass turns it
+    # off (stylegan/metrics/inception.py) so its value equals the CPU's.
+    torch.set_float32_matmul_precision("highest")
     ckpt_path = cfg.get("ckpt_path")
+    if not ckpt_path and (requeued := requeued_checkpoint(cfg.paths.output_dir)):
+        print(f"resuming the requeued job from {requeued}", flush=True)
+        ckpt_path = str(requeued)
     if ckpt_path and not Path(ckpt_path).is_file():
         raise UserError(f"ckpt_path={ckpt_path} does not exist (point it at a run's last.ckpt)")
     if ckpt_path:  # refuse a hostile or broken file before preparing any data (tensors mapped)
@@ -167,7 +181,11 @@ def train(cfg: DictConfig) -> float | None:
     )
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    except SIGTERMException:  # a cluster stopped the job: last.ckpt is saved; one line, exit 143
+        next(cb for cb in trainer.callbacks if isinstance(cb, Preemption)).stop(trainer)
+        raise
     # The final FID (at the end of training) is what a sweep minimizes; the run's last line.
     metric = trainer.callback_metrics.get("metrics/fid")
     summaries = [cb.summary for cb in trainer.callbacks if getattr(cb, "summary", None)]

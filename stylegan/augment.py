@@ -4,7 +4,8 @@ Owns the augmentation pipeline and its strength ``p``. With few training images 
 here, or a user's few thousand) D memorises the reals and training collapses; augmenting every
 image D sees (reals and fakes, in the D step, the G step and inside the gradient penalties) with
 a probability ``p`` below the point where augmentations leak into G's output prevents it
-(Karras et al. 2020). The transforms are kornia's (``kornia.augmentation``), each applied to a
+(Karras et al. 2020). Flips, colour and cutout are kornia's (``kornia.augmentation``); 90-degree
+rotation and integer translation are exact index operations here (below). Each is applied to a
 sample with probability ``p`` through a per-sample mask, so ``p`` stays a tensor and adjusting it
 never waits for the device:
 
@@ -29,6 +30,46 @@ from torch import Tensor, nn
 from stylegan.errors import ConfigError
 
 MODES = ("ada", "diffaugment")
+ADA_ORDER = (0, 1, 3, 2)  # kornia's colour steps 0-3 are brightness, contrast, saturation, hue
+
+
+# ---------------------------------------------------------------------------- exact pixel moves
+# Whole-pixel moves as index operations: exact, twice differentiable on any torch (kornia's warps
+# go through grid_sample, whose double backward R1/GP need and older releases lack), and drawn
+# on the images' device, so no parameter crosses from the host.
+class Rotate90(nn.Module):
+    """Each sample rotated by 90, 180 or 270 degrees (uniformly), as ADA's rotate90."""
+
+    def forward(self, x: Tensor) -> Tensor:  # [N, C, H, H]
+        k = torch.randint(1, 4, (x.shape[0], 1, 1, 1), device=x.device)
+        rotated = [torch.rot90(x, times, dims=(2, 3)) for times in (1, 2, 3)]
+        return torch.where(k == 1, rotated[0], torch.where(k == 2, rotated[1], rotated[2]))
+
+
+def _reflect(index: Tensor, size: int) -> Tensor:
+    """Indices outside [0, size) mirrored about the edge pixels (``F.pad(mode="reflect")``)."""
+    index = index.abs()
+    return torch.where(index > size - 1, 2 * (size - 1) - index, index)
+
+
+class IntegerTranslate(nn.Module):
+    """Each sample shifted by whole pixels, up to ``fraction`` of its size on each axis, with
+    reflected borders (ADA's integer translation)."""
+
+    def __init__(self, fraction: float) -> None:
+        super().__init__()
+        self.fraction = fraction
+
+    def forward(self, x: Tensor) -> Tensor:  # [N, C, H, W]
+        N, C, H, W = x.shape
+        out = x
+        for dim, size in ((3, W), (2, H)):
+            limit = min(round(self.fraction * size), size - 1)
+            shift = torch.randint(-limit, limit + 1, (N, 1), device=x.device)
+            index = _reflect(torch.arange(size, device=x.device) - shift, size)  # [N, size]
+            view = (N, 1, 1, size) if dim == 3 else (N, 1, size, 1)
+            out = out.gather(dim, index.view(view).expand(N, C, H, W))
+        return out
 
 
 class DiscriminatorAugment(nn.Module):
@@ -75,18 +116,17 @@ class DiscriminatorAugment(nn.Module):
         if xflip:
             transforms.append((K.RandomHorizontalFlip(p=1.0), False))
         if rotate90:
-            transforms.append((K.RandomRotation90(times=(1, 3), resample="nearest", p=1.0), False))
+            transforms.append((Rotate90(), False))
         if translate > 0:
-            affine = K.RandomAffine(
-                degrees=0.0,
-                translate=(translate, translate),
-                resample="nearest",  # whole pixels, as ADA's integer translation
-                padding_mode="reflection",
-                p=1.0,
-            )
-            transforms.append((affine, False))
+            transforms.append((IntegerTranslate(translate), False))
         if max(brightness, contrast, saturation, hue) > 0:
-            jiggle = K.ColorJiggle(brightness, contrast, saturation, hue, p=1.0)
+            # A fixed order (ADA's: brightness, contrast, hue, saturation) takes kornia's
+            # branch-free path; a random order reads its factors back to branch on them.
+            factors = (brightness, contrast, saturation, hue)
+            try:
+                jiggle = K.ColorJiggle(*factors, p=1.0, order=ADA_ORDER)
+            except TypeError:  # a kornia without `order`
+                jiggle = K.ColorJiggle(*factors, p=1.0)
             transforms.append((jiggle, True))
         if cutout > 0:
             area = cutout * cutout

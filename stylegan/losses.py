@@ -4,7 +4,7 @@ WGAN-GP (Gulrajani et al. 2017) with the ProGAN drift term, and the non-saturati
 (BCE with logits) with the optional R1 penalty (Mescheder et al. 2018). Penalties take a
 ``discriminator`` callable so they can differentiate through it; everything else takes logits.
 Under fp16 mixed precision pass the GradScaler's scale as ``grad_scale`` so the input gradients of
-a penalty do not underflow (the PyTorch AMP recipe for gradient penalties).
+a penalty neither underflow nor overflow (see :func:`input_gradients`).
 """
 
 from collections.abc import Callable
@@ -32,15 +32,22 @@ def drift_penalty(real_logits: Tensor) -> Tensor:
     return real_logits.square().mean()
 
 
-def input_gradients(logits: Tensor, inputs: Tensor, *, grad_scale: float = 1.0) -> Tensor:
+def input_gradients(logits: Tensor, inputs: Tensor, *, grad_scale: float | Tensor = 1.0) -> Tensor:
     """dD/dx per sample, with a graph so a penalty built from it can be back-propagated.
 
     ``logits`` must come from ``inputs`` (which require grad). Returned in fp32 whatever the
-    autocast dtype, because the squared norms of small gradients underflow in half precision."""
+    autocast dtype, because the squared norms of small gradients underflow in half precision.
+
+    Under fp16, ``grad_scale`` is the GradScaler's scale S (a float or a 0-d tensor). Each logit's
+    gradient is S / N, what the scaled backward of a batch-mean loss gives it: the scaler's
+    calibration then covers this pass too (an overflow here makes the step non-finite, so it
+    backs off). ``logits.sum() * S`` would give each logit S, which is inf in fp16 at the
+    initial 2^16 (fp16's largest value is 65,504)."""
+    cotangent = grad_scale / logits.shape[0] if logits.dim() else grad_scale
     (grads,) = torch.autograd.grad(
-        outputs=logits.sum() * grad_scale, inputs=inputs, create_graph=True
+        outputs=logits.sum() * cotangent, inputs=inputs, create_graph=True
     )
-    return grads.float() / grad_scale
+    return grads.float() / cotangent
 
 
 def gradient_penalty(
@@ -48,7 +55,7 @@ def gradient_penalty(
     real: Tensor,
     fake: Tensor,
     *,
-    grad_scale: float = 1.0,
+    grad_scale: float | Tensor = 1.0,
     generator: torch.Generator | None = None,
 ) -> Tensor:
     """E[(||grad D(x_hat)||_2 - 1)^2] on random interpolates x_hat between real and fake."""
@@ -75,7 +82,7 @@ def logistic_g_loss(fake_logits: Tensor) -> Tensor:
     return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
 
 
-def r1_penalty(real_logits: Tensor, real: Tensor, *, grad_scale: float = 1.0) -> Tensor:
+def r1_penalty(real_logits: Tensor, real: Tensor, *, grad_scale: float | Tensor = 1.0) -> Tensor:
     """E[||grad D(x)||^2] on reals (multiply by gamma/2 in the caller).
 
     Takes the logits of the D(real) pass the main loss already ran (``real`` must require grad

@@ -13,6 +13,7 @@ logits.
 """
 
 import copy
+import time
 from typing import Any
 
 import lightning as L
@@ -29,6 +30,31 @@ from stylegan.networks.layers import fade_in_reals
 from stylegan.schedule import ProgressState
 
 LOSSES = ("wgan_gp", "bce")
+
+
+def host_random(*, high: int | None = None) -> float | int:
+    """From training's torch CPU stream: a float in [0, 1), or an int in [1, ``high``). A CPU
+    tensor on every device, so reading it back never waits for a GPU."""
+    if high is None:
+        return float(torch.rand(()))
+    return int(torch.randint(1, high, ()))
+
+
+# torch.compile graphs per network per resolution: synthesis runs under no_grad in the D step and
+# with grad in the G step, and D sees fakes that do not require grad (D step) and that do (G step).
+GRAPHS_PER_RESOLUTION = 2
+
+
+def allow_graphs_for_every_resolution(final_resolution: int) -> None:
+    """Raise dynamo's per-function recompile limit (8 by default) to the graphs a run up to
+    ``final_resolution`` compiles, 2 per resolution from 4 px, so no resolution falls back to
+    eager (an 8 -> 128 px run needs 10; 4 -> 1024 px, 18)."""
+    config = torch._dynamo.config
+    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+    resolutions = max(1, int(final_resolution).bit_length() - 2)  # 4, 8, ..., final
+    needed = GRAPHS_PER_RESOLUTION * resolutions + 2  # + 2: a spare either way
+    if getattr(config, name) < needed:
+        setattr(config, name, needed)
 
 
 class StyleGANModule(L.LightningModule):
@@ -115,6 +141,7 @@ class StyleGANModule(L.LightningModule):
         self.compile = compile
         self.register_buffer("alpha_tensor", torch.tensor(1.0), persistent=False)
         self._compiled: dict[str, Any] = {}
+        self._last_log: tuple[float, int] | None = None  # (time, images_seen) at the last log
 
     # ------------------------------------------------------------------ progressive state
     def apply_progress(self, state: ProgressState) -> None:
@@ -135,10 +162,19 @@ class StyleGANModule(L.LightningModule):
 
     # ------------------------------------------------------------------ optimizers
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        # Fused Adam on a GPU and under fp16: its step counts live on the device, and it takes
+        # the GradScaler's found_inf on the device, where GradScaler.step with any other Adam
+        # reads found_inf back to the host at every step. On a CPU otherwise the default Adam.
+        fused = self.device.type == "cuda" or self._scaler() is not None
+
         def adam(module: nn.Module, ratio: float) -> torch.optim.Optimizer:
             betas = tuple(beta**ratio for beta in self.adam_betas)
             return torch.optim.Adam(
-                module.parameters(), lr=self.lr * ratio, betas=betas, eps=self.adam_eps
+                module.parameters(),
+                lr=self.lr * ratio,
+                betas=betas,
+                eps=self.adam_eps,
+                **({"fused": True} if fused else {}),
             )
 
         return [adam(self.generator, 1.0), adam(self.discriminator, self.d_adam_ratio)]
@@ -157,6 +193,7 @@ class StyleGANModule(L.LightningModule):
         if not self.compile:
             return module
         if name not in self._compiled:
+            allow_graphs_for_every_resolution(self.generator.resolution)
             self._compiled[name] = torch.compile(module.forward, dynamic=False)
         return self._compiled[name]
 
@@ -184,8 +221,8 @@ class StyleGANModule(L.LightningModule):
         G = self.generator
         z = torch.randn(batch_size, G.z_dim, device=self.device)
         ws = G.map(z, update_w_avg=True)
-        if self.style_mixing_prob > 0 and float(torch.rand(())) < self.style_mixing_prob:
-            crossover = int(torch.randint(1, G.num_ws_at(self.resolution), ()))
+        if self.style_mixing_prob > 0 and host_random() < self.style_mixing_prob:
+            crossover = host_random(high=G.num_ws_at(self.resolution))
             ws = mix_styles(ws, G.map(torch.randn_like(z), update_w_avg=True), crossover)
         synthesis = self._network("synthesis")
         fake = synthesis(
@@ -193,12 +230,21 @@ class StyleGANModule(L.LightningModule):
         )
         return fake  # [N, C, R, R]
 
-    def _gradient_scale(self) -> float:
-        """The fp16 GradScaler's scale (1 otherwise), for penalties built from input gradients."""
+    def _scaler(self) -> Any:
+        """The fp16 GradScaler when one is enabled, else None."""
+        if self._trainer is None:
+            return None
         scaler = getattr(self.trainer.precision_plugin, "scaler", None)
-        if scaler is not None and scaler.is_enabled():
-            return float(scaler.get_scale())
-        return 1.0
+        return scaler if scaler is not None and scaler.is_enabled() else None
+
+    def _gradient_scale(self) -> float | Tensor:
+        """The fp16 GradScaler's scale as a device tensor (1 otherwise), for penalties built from
+        input gradients; ``get_scale()`` would read it back to the host at every step."""
+        scaler = self._scaler()
+        if scaler is None:
+            return 1.0
+        scale = scaler._get_scale_async()  # the scale tensor; None before the first scale()
+        return float(scaler.get_scale()) if scale is None else scale
 
     def _discriminator_loss(self, real: Tensor, fake: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         penalty = self.penalty
@@ -288,14 +334,15 @@ class StyleGANModule(L.LightningModule):
             on_step=True,
             on_epoch=False,
         )
-        # Short names for the progress bar only.
-        self.log_dict(
-            {"alpha": float(self.alpha), "d": logs["loss/d"], "g": logs["loss/g"]},
-            on_step=True,
-            on_epoch=False,
-            prog_bar=True,
-            logger=False,
-        )
+        # Images/s since the previous logging step: wall time, which is the device's time because
+        # this step reads values back anyway (Lightning's ThroughputMonitor synchronized the GPU
+        # at every batch end for it). Nothing goes to the progress bar: Lightning would read
+        # progress-bar values back to the host at every bar refresh.
+        now = time.perf_counter()
+        if self._last_log is not None and now > self._last_log[0]:
+            rate = (self.images_seen - self._last_log[1]) / (now - self._last_log[0])
+            self.log("train/samples_per_sec", rate, on_step=True, on_epoch=False)
+        self._last_log = (now, self.images_seen)
 
     @torch.no_grad()
     def _average_w_avg_over_ranks(self) -> None:

@@ -122,3 +122,22 @@ def make_dm(celeba_root, tmp_path):
         return dm
 
     return make
+
+
+@pytest.fixture
+def fp16_on_cpu(monkeypatch):
+    """``train(cfg)`` builds its Trainer with fp16 autocast and a GradScaler on the CPU (Lightning
+    maps ``16-mixed`` on a CPU to bf16, so its ``MixedPrecision`` plugin is passed explicitly; run
+    with ``trainer.precision=null``)."""
+    from lightning.pytorch.plugins import MixedPrecision
+
+    import train as train_module
+
+    real = train_module.instantiate_group
+
+    def with_fp16(conf, **kwargs):
+        if "plugins" in kwargs:
+            kwargs["plugins"] = [*kwargs["plugins"], MixedPrecision("16-mixed", "cpu")]
+        return real(conf, **kwargs)
+
+    monkeypatch.setattr(train_module, "instantiate_group", with_fp16)

@@ -4,6 +4,7 @@
 - ``checkpoint``: atomic checkpoint IO and periodic/last checkpoints by kimg.
 - ``resume``: training's RNG streams and the loader position, for a bit-identical resume.
 - ``divergence``: the NaN/Inf guard (``training.on_nonfinite``); no non-finite checkpoint.
+- ``preemption``: SIGTERM / SIGUSR1 (clusters): ``last.ckpt`` at a step boundary, exit 143.
 - ``samples``: fixed-z sample grids and real-image grids.
 - ``export``: ``generator.pt`` at the end of training.
 - ``progress_bar``: a tqdm bar over the run's kimg.
@@ -14,6 +15,7 @@ from stylegan.callbacks.checkpoint import AtomicCheckpointIO, PeriodicCheckpoint
 from stylegan.callbacks.divergence import DivergenceError, DivergenceGuard
 from stylegan.callbacks.export import ExportGenerator
 from stylegan.callbacks.fid import FIDCallback
+from stylegan.callbacks.preemption import Preemption
 from stylegan.callbacks.progress_bar import KimgProgressBar
 from stylegan.callbacks.progressive import ProgressiveGrowing
 from stylegan.callbacks.resume import ExactResume
@@ -28,6 +30,7 @@ __all__ = [
     "FIDCallback",
     "KimgProgressBar",
     "PeriodicCheckpoint",
+    "Preemption",
     "ProgressiveGrowing",
     "SampleGrid",
 ]

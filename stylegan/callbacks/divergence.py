@@ -13,10 +13,18 @@ makes its gradients non-finite. What happens then is ``training.on_nonfinite``:
   is dropped: its gradients are cleared, so Adam leaves those weights and moments untouched.
   Each skip is one warning line.
 
+Under fp16 mixed precision (``16-mixed``) the GradScaler skips a step whose (unscaled) gradients
+are non-finite and halves its scale: a transient fp16 overflow is normal and costs one step. A NaN
+that persists (an overflow in the synthesis network, a NaN in the weights' inputs) would make it
+skip every step forever while the weights stay finite, so there the flag is raised only after
+``FP16_PATIENCE`` non-finite steps in a row of one optimizer (counted on the device, read like
+the flag): the scale has then fallen from 2^16 to 2^-4, where no finite gradient overflows fp16.
+The policy does not matter there (the scaler is what skips); the line says how many steps in a
+row were skipped and from which kimg.
+
 Independently of the policy, every checkpoint's weights are checked before it is written
 (``on_save_checkpoint``), so a state that went non-finite some other way (e.g. an lr so large the
-weights overflow) is never saved either. Under fp16 mixed precision the GradScaler already skips
-steps with non-finite gradients, so only the weights are checked there.
+weights overflow) is never saved either.
 """
 
 import math
@@ -29,6 +37,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from stylegan.errors import ConfigError, UserError
 
 POLICIES = ("stop", "skip_step")
+FP16_PATIENCE = 20  # non-finite fp16 steps in a row (scale 2^16 -> 2^-4) that mean divergence
 _LOSSES = (
     "the generator loss (loss/g)",
     "the discriminator loss (loss/d with its penalties)",
@@ -51,25 +60,43 @@ class DivergenceGuard(L.Callback):
         self.skipped_steps = 0
         self._bad: torch.Tensor | None = None  # [2] bool: G's / D's gradients were non-finite
         self._first_bad_images: torch.Tensor | None = None  # [2] images seen at the first one
+        self._streak: torch.Tensor | None = None  # [2] fp16: non-finite steps in a row
+        self._streak_start: torch.Tensor | None = None  # [2] fp16: images seen as it began
+        self._fp16 = False
 
     # ------------------------------------------------------------------ per step
     def on_train_start(self, trainer: L.Trainer, pl_module: Any) -> None:
         self._bad = torch.zeros(2, dtype=torch.bool, device=pl_module.device)
         self._first_bad_images = torch.full((2,), -1, dtype=torch.long, device=pl_module.device)
+        self._streak = torch.zeros(2, dtype=torch.long, device=pl_module.device)
+        self._streak_start = torch.full((2,), -1, dtype=torch.long, device=pl_module.device)
+        scaler = getattr(trainer.precision_plugin, "scaler", None)
+        self._fp16 = scaler is not None and scaler.is_enabled()
 
     def on_before_optimizer_step(
         self, trainer: L.Trainer, pl_module: Any, optimizer: torch.optim.Optimizer
     ) -> None:
-        scaler = getattr(trainer.precision_plugin, "scaler", None)
-        if scaler is not None and scaler.is_enabled():
-            return  # fp16: the GradScaler skips non-finite steps itself
         grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
         if not grads or self._bad is None:
             return
         # One fused L2 norm per tensor: NaN/Inf survive it (so would a gradient above ~1e19,
         # whose square overflows: that run has diverged too). Max-abs is several times slower.
+        # Under fp16 Lightning has unscaled the gradients already: this is the scaler's found_inf.
         finite = torch.stack(torch._foreach_norm(grads)).isfinite().all()
         which = 0 if optimizer is trainer.optimizers[0] else 1
+        if self._fp16:  # the GradScaler skips this step itself; stop only if it keeps skipping
+            starts = self._streak[which] == 0
+            self._streak[which] = torch.where(finite, 0, self._streak[which] + 1)
+            self._streak_start[which] = torch.where(
+                finite, -1, torch.where(starts, pl_module.images_seen, self._streak_start[which])
+            )
+            persistent = self._streak[which] >= FP16_PATIENCE
+            newly = persistent & ~self._bad[which]
+            self._first_bad_images[which] = torch.where(
+                newly, self._streak_start[which], self._first_bad_images[which]
+            )
+            self._bad[which] |= persistent
+            return
         if self.policy == "skip_step":
             if not bool(finite):  # one sync per step: the price of deciding now
                 for group in optimizer.param_groups:
@@ -136,6 +163,11 @@ class DivergenceGuard(L.Callback):
             if name.startswith("loss/") and not math.isfinite(float(value))
         ]
         detail = f"{_LOSSES[which]} became NaN/Inf" + (f" ({', '.join(values)})" if values else "")
+        if self._fp16:
+            detail += (
+                f" and the fp16 GradScaler skipped at least {FP16_PATIENCE} steps in a row "
+                "(a NaN that persists, not an fp16 overflow it can scale away)"
+            )
         raise DivergenceError(self._message(trainer, pl_module, detail, first[which]))
 
     def _message(self, trainer: L.Trainer, pl_module: Any, detail: str, images: int) -> str:

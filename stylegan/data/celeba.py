@@ -16,13 +16,17 @@ however many loader workers there are.
 """
 
 import copy
+import functools
 import math
+import os
+import signal
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
+from lightning.fabric.utilities.seed import pl_worker_init_function
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
@@ -45,6 +49,17 @@ def _mix(*values: int) -> int:
         h = (h ^ (h >> 31)) * 0x94D049BB133111EB & _MASK64
         h ^= h >> 29
     return h
+
+
+def worker_init(worker_id: int, *, rank: int) -> None:
+    """A loader worker leaves SIGTERM/SIGUSR1 to the main process, which stops at a step boundary
+    and shuts its workers down (they also exit when it dies): a cluster's SIGTERM to the process
+    group no longer kills them mid-step. Then Lightning's worker seeding, as it would add it."""
+    for name in ("SIGTERM", "SIGUSR1"):
+        if hasattr(signal, name):  # SIGUSR1 is POSIX only
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
+    if os.environ.get("PL_SEED_WORKERS") == "1":
+        pl_worker_init_function(worker_id, rank=rank)
 
 
 def _read_table(path: Path) -> list[list[str]]:
@@ -365,6 +380,7 @@ class CelebADataModule(L.LightningDataModule):
             drop_last=True,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            worker_init_fn=functools.partial(worker_init, rank=rank) if self.num_workers else None,
             pin_memory=torch.cuda.is_available(),
         )
 

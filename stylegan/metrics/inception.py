@@ -165,8 +165,14 @@ class FoldedGraph(nn.Module):
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         env[inputs[-1].debugName()] = x
-        for step in self._program:
-            step(env)
+        # Full fp32 convs on a GPU: TF32 (cuDNN's default on Ampere+) moves the features by
+        # ~1e-3, and FID on CUDA must equal the CPU value.
+        tf32, torch.backends.cudnn.allow_tf32 = torch.backends.cudnn.allow_tf32, False
+        try:
+            for step in self._program:
+                step(env)
+        finally:
+            torch.backends.cudnn.allow_tf32 = tf32
         return env[next(self.graph.outputs()).debugName()]
 
 
