@@ -65,11 +65,12 @@ def test_fid_callback_logs_fid_and_saves_best_checkpoint(train_config, tmp_path,
     import torch
 
     import stylegan.callbacks.fid as cb
+    import stylegan.metrics.suite as suite
     from stylegan.checkpoints import safe_torch_load
 
     scripted = iter([30.0, 10.0, 20.0])
     evaluated_at = []
-    metrics = cb.feature_metrics
+    metrics = suite.feature_metrics
 
     def scripted_metrics(*args, **kwargs):
         result = metrics(*args, **kwargs)
@@ -82,7 +83,7 @@ def test_fid_callback_logs_fid_and_saves_best_checkpoint(train_config, tmp_path,
         evaluated_at.append(pl_module.images_seen)
         return evaluate(self, trainer, pl_module, **kwargs)
 
-    monkeypatch.setattr(cb, "feature_metrics", scripted_metrics)
+    monkeypatch.setattr(suite, "feature_metrics", scripted_metrics)  # evaluate_generator's
     monkeypatch.setattr(cb.FIDCallback, "evaluate", recording)
     cfg = train_config(
         "logger=csv",
