@@ -65,7 +65,7 @@ def plot(
             draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=colour)
             draw.text((x + 4, y - 14), f"{fid:.0f}", fill=colour)
         if label:
-            draw.text((right - 90, top + 4 + 14 * index), label, fill=colour)
+            draw.text((left + 10, bottom - 18 - 14 * index), label, fill=colour)
     return image
 
 
