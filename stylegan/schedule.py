@@ -164,14 +164,18 @@ class ProgressiveSchedule:
             index = grow + 1
             if within < fade:
                 phase, alpha = FADE, within / fade
-        resolution = resolutions[index]
-        phase_index = 0 if index == 0 else 2 * index - (1 if phase == FADE else 0)
+        return self._state(images_seen, index, phase, alpha)
+
+    def _state(self, images_seen: int, index: int, phase: str, alpha: float) -> ProgressState:
+        """The state at the ``index``-th resolution, in ``phase`` with ``alpha``: its phase
+        index, batch size and lr, the same whether phases are counted in kimg or time."""
+        resolution = self.resolutions[index]
         return ProgressState(
             images_seen=int(images_seen),
             resolution=resolution,
             alpha=float(alpha),
             phase=phase,
-            phase_index=phase_index,
+            phase_index=0 if index == 0 else 2 * index - (1 if phase == FADE else 0),
             batch_size=int(_lookup(self.batch_size, resolution, "batch_size")),
             lr=float(_lookup(self.lr, resolution, "lr")),
         )
@@ -181,14 +185,4 @@ class ProgressiveSchedule:
         index = next(i for i, (*_, end) in enumerate(phases) if budget_used < end)
         resolution, phase, start, end = phases[index]
         alpha = min(max((budget_used - start) / (end - start), 0.0), 1.0) if phase == FADE else 1.0
-        grow = self.resolutions.index(resolution)
-        phase_index = 0 if grow == 0 else 2 * grow - (1 if phase == FADE else 0)
-        return ProgressState(
-            images_seen=int(images_seen),
-            resolution=resolution,
-            alpha=float(alpha),
-            phase=phase,
-            phase_index=phase_index,
-            batch_size=int(_lookup(self.batch_size, resolution, "batch_size")),
-            lr=float(_lookup(self.lr, resolution, "lr")),
-        )
+        return self._state(images_seen, self.resolutions.index(resolution), phase, alpha)
