@@ -8,8 +8,9 @@ style-mixing regularization, the generator EMA, the memory format (channels_last
 of images seen, which is the progressive state's single source of truth (the
 :class:`~stylegan.callbacks.ProgressiveGrowing` callback derives resolution, alpha, batch size and
 learning rate from it). Uses ``toggle_optimizer`` and ``manual_backward`` so that Lightning's
-precision plugins (bf16/fp16) and DDP apply; losses and penalties are computed in fp32 from fp32
-logits.
+precision plugins (bf16/fp16) apply; losses and penalties are computed in fp32 from fp32 logits.
+Under DDP each step averages, over the ranks, only the gradients of the parameters it updates
+(:mod:`stylegan.distributed`).
 """
 
 import copy
@@ -20,10 +21,12 @@ import lightning as L
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 
 from stylegan import losses
 from stylegan.augment import DiscriminatorAugment
 from stylegan.checkpoints import CHECKPOINT_FORMAT, check_checkpoint_format
+from stylegan.distributed import average_gradients, world_size
 from stylegan.errors import ConfigError
 from stylegan.networks import Generator, mix_styles
 from stylegan.networks.layers import fade_in_reals
@@ -303,6 +306,7 @@ class StyleGANModule(L.LightningModule):
             d_total, logs = self._discriminator_loss(real, fake)
             opt_d.zero_grad(set_to_none=True)
             self.manual_backward(d_total)
+            self._average_gradients(opt_d)
             opt_d.step()
             self.untoggle_optimizer(opt_d)
             self._d_steps += 1
@@ -311,6 +315,7 @@ class StyleGANModule(L.LightningModule):
         g_loss = self._generator_loss(self._discriminate(self._generate(batch_size)))
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(g_loss)
+        self._average_gradients(opt_g)
         opt_g.step()
         self.untoggle_optimizer(opt_g)
 
@@ -344,14 +349,25 @@ class StyleGANModule(L.LightningModule):
             self.log("train/samples_per_sec", rate, on_step=True, on_epoch=False)
         self._last_log = (now, self.images_seen)
 
+    def _average_gradients(self, optimizer: Any) -> None:
+        """The mean over the ranks of the gradients ``optimizer`` is about to step, for its
+        parameters this step used (a no-op in one process). Under fp16 they are still scaled, by
+        the same scale on every rank; the optimizer step unscales them. Lightning's own DDP
+        strategies wrap the module in DistributedDataParallel, whose hooks have averaged every
+        gradient already."""
+        if isinstance(self.trainer.strategy.model, DistributedDataParallel):
+            return
+        average_gradients(p for group in optimizer.param_groups for p in group["params"])
+
     @torch.no_grad()
     def _average_w_avg_over_ranks(self) -> None:
         """Each rank moved ``w_avg`` towards its own latents; their mean is the update the global
         batch makes (the update is linear), and it keeps every rank's buffer equal."""
-        if self.trainer.world_size > 1 and dist.is_available() and dist.is_initialized():
+        world = world_size()
+        if world > 1:
             w_avg = self.generator.w_avg
             dist.all_reduce(w_avg)  # SUM: gloo has no AVG
-            w_avg /= self.trainer.world_size
+            w_avg /= world
 
     def step_crossed(self, every_images: int) -> bool:
         """Whether the latest step passed a multiple of ``every_images`` (0 = never)."""

@@ -1,0 +1,95 @@
+"""DDP traffic: 2 CPU processes (gloo) through train.py with ``trainer=ddp``; each step
+all-reduces exactly the gradients of the parameters it updates, and every rank ends with the
+same weights, EMA and buffers, across a resolution change and lazy R1 steps."""
+
+import json
+import re
+
+import pytest
+import torch
+from conftest import run_cli
+from hydra.utils import instantiate
+from probes import probe_env, probe_overrides
+
+# 3 steps at 8 px, 3 fading in 16 px, 2 at 16 px (16 images a step, 8 per rank); R1 every 2nd
+# D step.
+RUN = [
+    "experiment=smoke",
+    "trainer=ddp",
+    "trainer.accelerator=cpu",
+    "trainer.devices=2",
+    "stage.stable_kimg=0.048",
+    "stage.fade_kimg=0.048",
+    "stage.total_kimg=0.128",
+    "loss=bce",
+    "loss.r1_interval=2",
+    "logger=none",
+    "callbacks.progress_bar=null",
+    "trainer.enable_progress_bar=false",
+]
+BLOCK = re.compile(r"\.(blocks|to_rgb|from_rgb)\.(\d+)\.")
+
+
+def in_use(name: str, resolution: int, alpha: float) -> bool:
+    """Whether a G or D parameter takes part in the step at ``resolution`` and ``alpha``: every
+    block up to the resolution, its toRGB/fromRGB, and the one below it while fading in."""
+    match = BLOCK.search(name)
+    if match is None:
+        return True  # mapping network, D's output layers
+    kind, r = match.group(1), int(match.group(2))
+    if kind == "blocks":
+        return r <= resolution
+    return r == resolution or (alpha < 1.0 and r == resolution // 2)
+
+
+def expected_bytes(network: torch.nn.Module, resolution: int, alpha: float) -> int:
+    return sum(
+        4 * p.numel()
+        for name, p in network.named_parameters(prefix="x")
+        if in_use(name, resolution, alpha)
+    )
+
+
+@pytest.mark.slow
+def test_ddp_reduces_only_the_stepped_gradients_and_ranks_stay_equal(
+    tmp_path, celeba_root, shared_cache_dir, train_config
+):
+    probe = tmp_path / "probe"
+    result = run_cli(
+        "train.py",
+        *RUN,
+        *probe_overrides(probe),
+        "+callbacks.traffic._target_=stylegan.callbacks.traffic.AllReduceTraffic",
+        f"+callbacks.traffic.dirpath={probe}",
+        f"data.root={celeba_root}",
+        f"paths.cache_dir={shared_cache_dir}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        env=probe_env(),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    # Equal weights, EMA and buffers (w_avg, the fade-in state) on both ranks, bit for bit,
+    # though each rank trained on its own half of every batch.
+    r0, r1 = (torch.load(probe / f"rank{r}.pt", weights_only=False) for r in (0, 1))
+    assert r0["world_size"] == 2 and r0["images_seen"] == r1["images_seen"] == 128
+    assert not set(r0["image_hashes"]) & set(r1["image_hashes"])
+    assert any(k.startswith("generator_ema.") for k in r0["state_dict"])
+    differ = [k for k, v in r0["state_dict"].items() if not torch.equal(v, r1["state_dict"][k])]
+    assert not differ, f"weights differ across ranks: {differ[:5]}"
+
+    # Each step all-reduces the gradients its two optimizers stepped, and those are the
+    # parameters in use at the step's resolution and alpha (never the blocks not grown yet).
+    cfg = train_config()  # experiment=smoke: the same networks
+    D = instantiate(cfg.model.discriminator)
+    G = instantiate(cfg.model.generator)
+    for rank in (0, 1):
+        records = json.loads((probe / f"traffic_rank{rank}.json").read_text())
+        phases = {(r["resolution"], r["alpha"] < 1.0) for r in records}
+        assert phases == {(8, False), (16, True), (16, False)}
+        for record in records:
+            sent, stepped = record["all_reduced"], record["stepped_gradients"]
+            resolution, alpha = record["resolution"], record["alpha"]
+            assert sent["d"] == stepped["d"] == expected_bytes(D, resolution, alpha), record
+            assert sent["g"] == stepped["g"] == expected_bytes(G, resolution, alpha), record
+            assert sent["other"] == 4 * G.w_avg.numel()  # w_avg, averaged over the ranks
+            assert sent["d"] < record["parameters"]["d"] and sent["g"] < record["parameters"]["g"]
