@@ -4,10 +4,12 @@ Owns the augmentation pipeline and its strength ``p``. With few training images 
 here, or a user's few thousand) D memorises the reals and training collapses; augmenting every
 image D sees (reals and fakes, in the D step, the G step and inside the gradient penalties) with
 a probability ``p`` below the point where augmentations leak into G's output prevents it
-(Karras et al. 2020). Flips, colour and cutout are kornia's (``kornia.augmentation``); 90-degree
-rotation and integer translation are exact index operations here (below). Each is applied to a
-sample with probability ``p`` through a per-sample mask, so ``p`` stays a tensor and adjusting it
-never waits for the device:
+(Karras et al. 2020). Flips are kornia's (``kornia.augmentation``); 90-degree rotation, integer
+translation, colour (kornia's ``kornia.enhance`` functions) and cutout are modules here (below),
+whose random parameters are drawn on the images' device: kornia's ``ColorJiggle`` and
+``RandomErasing`` copied theirs to the host and back at every call (a blocking copy each way on a
+GPU). Each is applied to a sample with probability ``p`` through a per-sample mask, so ``p`` stays
+a tensor and adjusting it never waits for the device:
 
 - ``ada``: ``p`` follows the overfitting heuristic ``r_t = E[sign(D(real))]``: every ``interval``
   D steps it moves towards ``target`` by ``batch × interval / (speed_kimg × 1000)`` (so it can go
@@ -20,9 +22,11 @@ continues with the same strength. Images are in [-1, 1]; colour transforms run i
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import kornia.augmentation as K
+import kornia.enhance as KE
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
@@ -30,7 +34,6 @@ from torch import Tensor, nn
 from stylegan.errors import ConfigError
 
 MODES = ("ada", "diffaugment")
-ADA_ORDER = (0, 1, 3, 2)  # kornia's colour steps 0-3 are brightness, contrast, saturation, hue
 
 
 # ---------------------------------------------------------------------------- exact pixel moves
@@ -70,6 +73,54 @@ class IntegerTranslate(nn.Module):
             view = (N, 1, 1, size) if dim == 3 else (N, 1, size, 1)
             out = out.gather(dim, index.view(view).expand(N, C, H, W))
         return out
+
+
+# ---------------------------------------------------------------------------- colour and cutout
+def _uniform(x: Tensor, centre: float, half_width: float) -> Tensor:
+    """One value per sample of ``x``, uniform in ``centre ± half_width``, on ``x``'s device."""
+    return centre + half_width * (2.0 * torch.rand(x.shape[0], device=x.device, dtype=x.dtype) - 1)
+
+
+class ColorJitter(nn.Module):
+    """ADA's colour transforms in ADA's order, as kornia's ``ColorJiggle``: a brightness offset
+    in ±``brightness``, contrast and saturation factors in 1 ± their strengths, a hue rotation of
+    ±``hue`` turns, per sample. Images in [0, 1]; a strength of 0 skips its transform."""
+
+    def __init__(self, brightness: float, contrast: float, saturation: float, hue: float) -> None:
+        super().__init__()
+        self.strengths = (brightness, contrast, saturation, hue)
+
+    def forward(self, x: Tensor) -> Tensor:  # [N, 3, H, W]
+        brightness, contrast, saturation, hue = self.strengths
+        if brightness > 0:
+            x = KE.adjust_brightness(x, _uniform(x, 0.0, brightness))
+        if contrast > 0:
+            x = KE.adjust_contrast(x, _uniform(x, 1.0, contrast))
+        if hue > 0:
+            x = KE.adjust_hue(x, _uniform(x, 0.0, hue) * (2 * math.pi))
+        if saturation > 0:
+            x = KE.adjust_saturation(x, _uniform(x, 1.0, saturation))
+        return x
+
+
+class Cutout(nn.Module):
+    """A square of side ``fraction`` of the image size, at a uniform position inside the image,
+    set to 0 (mid-grey in [-1, 1]), per sample (kornia's ``RandomErasing`` with a fixed square)."""
+
+    def __init__(self, fraction: float) -> None:
+        super().__init__()
+        self.fraction = fraction
+
+    def forward(self, x: Tensor) -> Tensor:  # [N, C, H, W]
+        N, _, H, W = x.shape
+        inside = []  # [N, H] rows, then [N, W] columns of each sample's square
+        for size in (H, W):
+            side = min(max(round(self.fraction * size), 1), size)
+            start = (torch.rand(N, 1, device=x.device) * (size - side + 1)).floor()
+            index = torch.arange(size, device=x.device)
+            inside.append((index >= start) & (index < start + side))  # [N, size]
+        erased = inside[0].view(N, 1, H, 1) & inside[1].view(N, 1, 1, W)
+        return x.masked_fill(erased, 0.0)
 
 
 class DiscriminatorAugment(nn.Module):
@@ -120,18 +171,9 @@ class DiscriminatorAugment(nn.Module):
         if translate > 0:
             transforms.append((IntegerTranslate(translate), False))
         if max(brightness, contrast, saturation, hue) > 0:
-            # A fixed order (ADA's: brightness, contrast, hue, saturation) takes kornia's
-            # branch-free path; a random order reads its factors back to branch on them.
-            factors = (brightness, contrast, saturation, hue)
-            try:
-                jiggle = K.ColorJiggle(*factors, p=1.0, order=ADA_ORDER)
-            except TypeError:  # a kornia without `order`
-                jiggle = K.ColorJiggle(*factors, p=1.0)
-            transforms.append((jiggle, True))
+            transforms.append((ColorJitter(brightness, contrast, saturation, hue), True))
         if cutout > 0:
-            area = cutout * cutout
-            erase = K.RandomErasing(scale=(area, area), ratio=(1.0, 1.0), value=0.5, p=1.0)
-            transforms.append((erase, True))
+            transforms.append((Cutout(cutout), False))
         self.transforms = nn.ModuleList([op for op, _ in transforms])
         self.in_unit_range = [unit for _, unit in transforms]
 

@@ -8,8 +8,9 @@ import re
 import pytest
 import torch
 from conftest import run_cli
-from hydra.utils import instantiate
 from probes import probe_env, probe_overrides
+
+from train import build_module, build_schedule
 
 # 3 steps at 8 px, 3 fading in 16 px, 2 at 16 px (16 images a step, 8 per rank); R1 every 2nd
 # D step.
@@ -80,8 +81,8 @@ def test_ddp_reduces_only_the_stepped_gradients_and_ranks_stay_equal(
     # Each step all-reduces the gradients its two optimizers stepped, and those are the
     # parameters in use at the step's resolution and alpha (never the blocks not grown yet).
     cfg = train_config()  # experiment=smoke: the same networks
-    D = instantiate(cfg.model.discriminator)
-    G = instantiate(cfg.model.generator)
+    module = build_module(cfg, build_schedule(cfg.stage))
+    D, G = module.discriminator, module.generator
     for rank in (0, 1):
         records = json.loads((probe / f"traffic_rank{rank}.json").read_text())
         phases = {(r["resolution"], r["alpha"] < 1.0) for r in records}
