@@ -22,9 +22,9 @@ as the command line does):
   back to the host (``Tensor.item`` and friends, as ``tests/test_host_syncs.py`` counts them) and,
   on CUDA, ``torch.cuda.set_sync_debug_mode("warn")`` warnings.
 
-Without a GPU (or with ``--cpu``) it says so and runs the CPU fallback in under 2 minutes: one
-step row at 16 px and tiny widths, a 24-step smoke run, compile with the eager backend, and the
-sync count; ``fid`` and the DDP row need CUDA. Exits 1 if an invariant fails.
+Without a GPU (or with ``--cpu``) it says so and runs the CPU fallback in under 2 minutes, without
+loader workers: one step row at 16 px and tiny widths, a 10-step smoke run, compile with the eager
+backend, and the sync count; ``fid`` and the DDP row need CUDA. Exits 1 if an invariant fails.
 """
 
 from __future__ import annotations
@@ -100,7 +100,8 @@ def base(args, run: str) -> list[str]:
         "trainer.enable_progress_bar=false",
         "trainer.enable_model_summary=false",
         f"data.root={args.data_root}",
-        "data.num_workers=2",
+        # The CPU fallback: no loader worker processes (each resolution restarts them).
+        f"data.num_workers={2 if args.device == 'cuda' else 0}",
         f"paths.output_dir={args.work / run}",
         f"paths.cache_dir={args.work / 'cache'}",
         f"paths.root_dir={ROOT}",
@@ -201,7 +202,7 @@ def step_rows(args, table: Table, device: str) -> None:
                 f"trainer.precision={precision}",
                 "callbacks.checkpoint=null",
                 "callbacks.export=null",
-                "data.limit=512",
+                f"data.limit={512 if device == 'cuda' else 64}",
                 *base(args, f"step{resolution}{precision}"),
             ]
         )
@@ -219,7 +220,7 @@ def step_rows(args, table: Table, device: str) -> None:
 
 # ---------------------------------------------------------------------------- smoke, FID
 def smoke_rows(args, table: Table, device: str) -> Path | None:
-    steps = 200 if device == "cuda" else 24
+    steps = 200 if device == "cuda" else 10
     trainers = ["trainer=gpu", "trainer=ddp"] if device == "cuda" else ["trainer=cpu"]
     exported = None
     for trainer in trainers:
@@ -428,6 +429,7 @@ def main() -> None:
         sys.exit(f"error: no CelebA at {args.data_root} (pass --data-root)")
     args.work = Path(args.work or tempfile.mkdtemp(prefix="gpu-check-"))
     device = "cuda" if torch.cuda.is_available() and not args.cpu else "cpu"
+    args.device = device
     start = time.perf_counter()
     if device == "cuda":
         print(f"GPU: {torch.cuda.get_device_name(0)}, torch {torch.__version__}", flush=True)

@@ -138,7 +138,7 @@ class DiscriminatorAugment(nn.Module):
         xflip: bool = True,  # horizontal flips
         rotate90: bool = True,  # 0/90/180/270 degree rotations
         translate: float = 0.125,  # integer translation up to this fraction of the size; 0 = off
-        brightness: float = 0.2,  # colour jitter strengths (kornia ColorJiggle); 0 = off
+        brightness: float = 0.2,  # colour jitter strengths (ColorJitter); 0 = off
         contrast: float = 0.3,
         saturation: float = 0.5,
         hue: float = 0.05,

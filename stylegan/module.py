@@ -350,11 +350,8 @@ class StyleGANModule(L.LightningModule):
         self._last_log = (now, self.images_seen)
 
     def _average_gradients(self, optimizer: Any) -> None:
-        """The mean over the ranks of the gradients ``optimizer`` is about to step, for its
-        parameters this step used (a no-op in one process). Under fp16 they are still scaled, by
-        the same scale on every rank; the optimizer step unscales them. Lightning's own DDP
-        strategies wrap the module in DistributedDataParallel, whose hooks have averaged every
-        gradient already."""
+        """Average over the ranks the gradients ``optimizer`` steps next (still fp16-scaled, by
+        the same scale on every rank). Lightning's own DDP wrapper has averaged them already."""
         if isinstance(self.trainer.strategy.model, DistributedDataParallel):
             return
         average_gradients(p for group in optimizer.param_groups for p in group["params"])

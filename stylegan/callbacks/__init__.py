@@ -9,6 +9,7 @@
 - ``export``: ``generator.pt`` at the end of training.
 - ``progress_bar``: a tqdm bar over the run's kimg.
 - ``fid``: FID of the EMA generator during training, ``best.ckpt``.
+- ``traffic``: bytes all-reduced per D and G step under DDP (a diagnostic, in no config).
 """
 
 from stylegan.callbacks.checkpoint import AtomicCheckpointIO, PeriodicCheckpoint

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The GPU check (benchmarks/gpu_check.py): one table in under 5 minutes on one CUDA GPU; without
+# one it says so and runs its CPU fallback. Arguments go to the script, e.g.
+#   benchmarks/gpu_check.sh --data-root ../shared/celeba
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python )}"
+exec "$PYTHON" benchmarks/gpu_check.py "$@"
