@@ -94,3 +94,39 @@ def test_ddp_reduces_only_the_stepped_gradients_and_ranks_stay_equal(
             assert sent["g"] == stepped["g"] == expected_bytes(G, resolution, alpha), record
             assert sent["other"] == 4 * G.w_avg.numel()  # w_avg, averaged over the ranks
             assert sent["d"] < record["parameters"]["d"] and sent["g"] < record["parameters"]["g"]
+
+
+# ---------------------------------------------------------------------------- average_gradients
+def _average_on_rank(rank: int, port: int, out_dir: str) -> None:
+    import torch.distributed as dist
+
+    from stylegan.distributed import average_gradients
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        used, unused, overflowed = (torch.nn.Parameter(torch.zeros(3)) for _ in range(3))
+        used.grad = torch.tensor([1.0, 2.0, 3.0]) * (rank + 1)  # rank 0: g, rank 1: 2g
+        overflowed.grad = torch.tensor([float("inf") if rank else 1.0, 0.0, 0.0])
+        average_gradients([used, unused, overflowed])
+        torch.save([used.grad, unused.grad, overflowed.grad], f"{out_dir}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow  # spawns 2 processes
+def test_average_gradients_gives_every_rank_the_mean_and_skips_unused(tmp_path):
+    """The mean on every rank; a parameter without a gradient gets none; an fp16 overflow on one
+    rank reaches every rank, so every GradScaler skips the same step and keeps the same scale."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_average_on_rank, args=(port, str(tmp_path)), nprocs=2, join=True)
+    for rank in (0, 1):
+        used, unused, overflowed = torch.load(tmp_path / f"rank{rank}.pt")
+        assert torch.equal(used, torch.tensor([1.5, 3.0, 4.5]))
+        assert unused is None
+        assert overflowed[0] == float("inf")
