@@ -66,19 +66,25 @@ def evaluate_fid(cfg: DictConfig) -> dict:
         z = torch.randn(batch_size, generator.z_dim, generator=gen).to(device)
         return generator(z, resolution=resolution, truncation_psi=cfg.truncation_psi)
 
-    result, reference = evaluate_generator(
-        generate,
-        datamodule,
-        resolution=resolution,
-        choice=choice,
-        num_images=cfg.num_images,
-        num_real=cfg.num_real,
-        feature_name=cfg.feature_network,
-        feature_net=feature_net,
-        cache_dir=cfg.paths.fid_cache_dir,
-        batch_size=batch_size,
-        device=device,
-    )
+    # The generator's per-pixel noise is drawn from the global RNG: seed it too (forked, so a
+    # caller's RNG is left alone), or the value would depend on what consumed it before (imports
+    # do, in a fresh process) -- fid.py would not be a function of its config.
+    cuda = [torch.device(device)] if torch.device(device).type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(cfg.seed)
+        result, reference = evaluate_generator(
+            generate,
+            datamodule,
+            resolution=resolution,
+            choice=choice,
+            num_images=cfg.num_images,
+            num_real=cfg.num_real,
+            feature_name=cfg.feature_network,
+            feature_net=feature_net,
+            cache_dir=cfg.paths.fid_cache_dir,
+            batch_size=batch_size,
+            device=device,
+        )
     if lpips is not None:
         with torch.no_grad():
             result.update(

@@ -100,6 +100,18 @@ def run_cli(script: str, *args: str, env: dict | None = None, timeout: float = 9
     )
 
 
+def main_in_process(monkeypatch, capsys, module, *args: str) -> tuple[int, list[str]]:
+    """``python <entry point> *args`` in-process, for a command that must fail: ``module.main()``
+    with ``sys.argv`` set (Hydra's logging left alone, so no handler outlives the test); returns
+    (exit status, stderr lines). The subprocess a real command costs buys nothing more here;
+    tests/test_config.py runs the real commands."""
+    argv = [f"{module.__name__}.py", *args, "hydra/job_logging=none", "hydra/hydra_logging=none"]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as exit_info:
+        module.main()
+    return exit_info.value.code, capsys.readouterr().err.strip().splitlines()
+
+
 @pytest.fixture
 def make_dm(celeba_root, tmp_path):
     """``make_dm(**kwargs)``: a CelebADataModule on 64 sample images at 8 and 16 px, cached in

@@ -1,6 +1,7 @@
 """Beyond one machine: sweeps through hydra-submitit-launcher (local processes here, SLURM on a
 cluster) and multi-node DDP on loopback (two "nodes" as two processes of ``train.py``)."""
 
+import csv
 import dataclasses
 import os
 import socket
@@ -12,7 +13,6 @@ import torch
 import yaml
 from conftest import CONF_DIR, ROOT, run_cli
 from hydra import compose, initialize_config_dir
-from test_tracking import final_fid, trial_params
 
 # Two processes of tiny models on two shared cores: one thread each.
 _ENV = {
@@ -22,6 +22,20 @@ _ENV = {
         [str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")]
     ),
 }
+
+
+def final_fid(run_dir) -> float:
+    """The FID a run ended with: the last ``metrics/fid`` in its CSV log (what train() returns)."""
+    (path,) = run_dir.glob("csv/version_*/metrics.csv")
+    rows = list(csv.DictReader(path.open()))
+    return [float(r["metrics/fid"]) for r in rows if r.get("metrics/fid")][-1]
+
+
+def trial_params(run_dir, names) -> dict:
+    """The values a sweep job ran with for the swept ``names`` (from its overrides.yaml)."""
+    overrides = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text())
+    values = dict(item.split("=", 1) for item in overrides)
+    return {name: yaml.safe_load(values[name]) for name in names}
 
 
 def _free_port() -> int:
@@ -89,6 +103,8 @@ def test_submitit_local_sweep_runs_each_job_in_its_own_process(tmp_path, celeba_
 
 @pytest.mark.slow
 def test_optuna_sweep_runs_through_the_submitit_launcher(tmp_path, celeba_root, smoke_run):
+    """The Optuna sweep (hparams_search=optuna) minimizes the final FID; run through the submitit
+    launcher, two trials at once (the in-process launcher: the multirun in test_tracking.py)."""
     sweep = tmp_path / "optuna"
     result = run_cli(
         "train.py",
@@ -119,6 +135,7 @@ def test_optuna_sweep_runs_through_the_submitit_launcher(tmp_path, celeba_root, 
     best_job = min(fids, key=fids.get)
     assert results["best_value"] == pytest.approx(fids[best_job], rel=1e-6)
     assert results["best_params"] == trial_params(sweep / best_job, results["best_params"])
+    assert {"training.lr_multiplier", "training.style_mixing_prob"} <= set(results["best_params"])
 
 
 # ---------------------------------------------------------------------------- multi-node DDP

@@ -14,7 +14,7 @@ from dataclasses import is_dataclass
 from typing import Any
 
 import pytest
-from conftest import CONF_DIR, ROOT, compose_config
+from conftest import CONF_DIR, ROOT, compose_config, main_in_process
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.nodes import AnyNode, BooleanNode, FloatNode, IntegerNode, StringNode
 
@@ -92,10 +92,7 @@ def run_main(monkeypatch, capsys, name: str, *args: str) -> tuple[int, list[str]
         raise AssertionError(f"{name}.py composed a config it should have refused: {args}")
 
     monkeypatch.setattr(module, task, tripwire)
-    monkeypatch.setattr(sys, "argv", [f"{name}.py", *args])
-    with pytest.raises(SystemExit) as exit_info:
-        module.main()
-    return exit_info.value.code, capsys.readouterr().err.strip().splitlines()
+    return main_in_process(monkeypatch, capsys, module, *args)
 
 
 @pytest.mark.parametrize(("name", "key", "value"), CASES, ids=[f"{n}:{k}" for n, k, _ in CASES])

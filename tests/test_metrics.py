@@ -77,6 +77,23 @@ def test_kid_is_near_zero_for_one_distribution_and_grows_with_the_shift():
     assert again == same  # seeded subsets
 
 
+def test_kid_mean_and_std_over_subsets_are_those_of_the_per_subset_mmds():
+    """With real subsets (50 of 120 vectors, 4 draws): the subsets torchmetrics draws under the
+    seed, each one's MMD by the loops above; KID is their mean, its std their population std."""
+    real, fake = _feats(120, 4, 0), _feats(90, 4, 1, shift=0.3)
+    result = kernel_inception_distance(real, fake, subsets=4, max_subset_size=50, seed=3)
+    gen = torch.Generator().manual_seed(3)  # what torch.manual_seed(3) makes randperm draw
+    scores = []
+    for _ in range(4):
+        r = real[torch.randperm(120, generator=gen)[:50]]
+        f = fake[torch.randperm(90, generator=gen)[:50]]
+        scores.append(_mmd_unbiased(r.double().numpy(), f.double().numpy()))
+    assert len(set(scores)) == 4  # different subsets: a spread to compare
+    assert result.kid == pytest.approx(np.mean(scores), rel=1e-9)
+    assert result.std == pytest.approx(np.std(scores), rel=1e-6)
+    assert (result.subsets, result.subset_size) == (4, 50)
+
+
 def test_kid_rejects_mismatched_features():
     with pytest.raises(ValueError, match="features"):
         kernel_inception_distance(torch.zeros(5, 4), torch.zeros(5, 3))

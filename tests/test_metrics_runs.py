@@ -2,56 +2,23 @@
 a run, the real-side cache sparing feature extraction, and fid.py printing every chosen metric."""
 
 import csv
+import re
 
-import numpy as np
 import pytest
-import scipy.linalg
 import torch
-from conftest import run_cli
+from conftest import ROOT, compose_config, main_in_process, run_cli
+from feature_probes import CountingNet, fid_by_hand, record_features
 from test_metrics import _VGG16_CONVS
 
-from stylegan.metrics.feature_networks import TinyFeatureNet
 from stylegan.metrics.ppl import TinyPerceptualNet
 from train import train
 
+NUMBER = r"-?\d+\.\d+"  # a printed value
 FAST = [
     "callbacks.fid.feature_network=tiny",
     "callbacks.fid.num_images=32",
     "callbacks.fid.batch_size=16",
 ]
-
-
-class _CountingNet(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.inner = TinyFeatureNet()
-        self.num_features = self.inner.num_features
-        self.images = 0
-
-    def forward(self, x):
-        self.images += x.shape[0]
-        return self.inner(x)
-
-
-class _RecordingNet(_CountingNet):
-    """Keeps every feature vector it returns, in order."""
-
-    def __init__(self):
-        super().__init__()
-        self.features: list[torch.Tensor] = []
-
-    def forward(self, x):
-        out = super().forward(x)
-        self.features.append(out.detach().clone())
-        return out
-
-
-def _fid_by_hand(real: np.ndarray, fake: np.ndarray) -> float:
-    """||mu_r - mu_f||^2 + tr(S_r + S_f - 2 (S_r S_f)^(1/2)), unbiased covariances."""
-    mu_r, mu_f = real.mean(0), fake.mean(0)
-    s_r, s_f = np.cov(real, rowvar=False), np.cov(fake, rowvar=False)
-    root = scipy.linalg.sqrtm(s_r @ s_f).real
-    return float(((mu_r - mu_f) ** 2).sum() + np.trace(s_r + s_f - 2 * root))
 
 
 def test_callback_logs_kid_precision_recall_and_ppl_next_to_fid(
@@ -65,14 +32,9 @@ def test_callback_logs_kid_precision_recall_and_ppl_next_to_fid(
     from stylegan.metrics.precision_recall import precision_recall
     from stylegan.metrics.suite import MetricChoice, ppl_metrics
 
-    nets, captured = [], {}
+    captured = {}
     monkeypatch.setattr(cb, "load_lpips", lambda weights_path, device: TinyPerceptualNet())
-
-    def recording(name, *, weights_path=None, device="cpu"):
-        nets.append(_RecordingNet())
-        return nets[-1]
-
-    monkeypatch.setattr(cb, "load_feature_network", recording)
+    nets = record_features(monkeypatch, cb)
     build_module = train_module.build_module
 
     def capture(cfg, schedule):
@@ -88,7 +50,7 @@ def test_callback_logs_kid_precision_recall_and_ppl_next_to_fid(
         "metrics.ppl.batch_size=8",
         "stage.total_kimg=0.064",
         "callbacks.fid.at_train_end=true",
-        f"paths.cache_dir={tmp_path / 'cache'}",  # a cache miss: the real features are extracted
+        f"paths.fid_cache_dir={tmp_path / 'fid'}",  # a miss: the real features are extracted
         *FAST,
     )
     fid = train(cfg)
@@ -100,9 +62,7 @@ def test_callback_logs_kid_precision_recall_and_ppl_next_to_fid(
     features = torch.cat(net.features)
     assert features.shape == (64, net.num_features)
     real, fake = features[:32], features[32:]
-    assert logged["metrics/fid"] == pytest.approx(
-        _fid_by_hand(real.double().numpy(), fake.double().numpy()), rel=1e-4
-    )
+    assert logged["metrics/fid"] == pytest.approx(fid_by_hand(real, fake), rel=1e-4)
     choice = MetricChoice.from_config(cfg.metrics)
     kid = kernel_inception_distance(real, fake, **choice.kid)
     assert logged["metrics/kid"] == pytest.approx(kid.kid, rel=1e-5, abs=1e-9)
@@ -126,13 +86,7 @@ def test_cached_real_features_serve_fid_and_kid_without_a_second_pass(
 ):
     import stylegan.callbacks.fid as cb
 
-    nets = []
-
-    def counting(name, *, weights_path=None, device="cpu"):
-        nets.append(_CountingNet())
-        return nets[-1]
-
-    monkeypatch.setattr(cb, "load_feature_network", counting)
+    nets = record_features(monkeypatch, cb, CountingNet)
     overrides = [
         "logger=csv",
         "metrics=fid_kid",
@@ -140,7 +94,7 @@ def test_cached_real_features_serve_fid_and_kid_without_a_second_pass(
         "stage.total_kimg=0.064",
         "callbacks.fid.every_kimg=0.032",  # evaluations at 32 and 64 images, both at 8px
         "callbacks.fid.at_train_end=false",
-        f"paths.cache_dir={tmp_path / 'cache'}",
+        f"paths.fid_cache_dir={tmp_path / 'fid'}",
         *FAST,
     ]
     train(train_config(*overrides))
@@ -152,71 +106,125 @@ def test_cached_real_features_serve_fid_and_kid_without_a_second_pass(
     assert nets[1].images == 2 * 32
 
 
-def test_fid_cli_prints_kid_with_its_spread_and_precision_recall(smoke_run, celeba_root):
-    result = run_cli(
-        "fid.py",
+def _fid_args(smoke_run, celeba_root, fid_cache) -> list[str]:
+    """fid.py on the smoke run's generator: every feature metric, held-out reals and the floor.
+    The last 100 of the first 512 images are held out; the floor's training reals are the other
+    412 (the generator trained on all 512, which does not matter for what is checked)."""
+    return [
         f"ckpt={smoke_run / 'generator.pt'}",
         f"data.root={celeba_root}",
         "data.limit=512",
+        "data.holdout=100",
+        "data.subset=holdout",
         f"paths.cache_dir={smoke_run.parent / 'cache'}",
+        f"paths.fid_cache_dir={fid_cache}",
         "feature_network=tiny",
         "num_images=64",
         "metrics=all",
         "metrics.ppl=null",
         "metrics.kid.max_subset_size=50",
-        f"hydra.run.dir={smoke_run.parent / 'fid-all'}",
-    )
+        "metrics.precision_recall.k=10",  # k=3: both 0 for this 2.5-kimg model (no swap shows)
+    ]
+
+
+def test_fid_py_prints_the_metrics_of_the_features_it_extracted(
+    smoke_run, celeba_root, tmp_path, monkeypatch, capsys
+):
+    """fid.py's task in-process (the function the command runs), its feature network recording:
+    every printed number is the metric's function applied to those features, and the command
+    itself, on the cached real features, prints the same lines."""
+    import fid
+    from stylegan.metrics.kid import kernel_inception_distance
+    from stylegan.metrics.precision_recall import precision_recall
+    from stylegan.metrics.suite import MetricChoice
+
+    nets = record_features(monkeypatch, fid)
+    args = _fid_args(smoke_run, celeba_root, tmp_path / "fid")
+    cfg = compose_config("fid", [*args, f"paths.root_dir={ROOT}"])
+    torch.rand(3)  # whatever ran before in this process: fid.py seeds the noise it draws
+    returned = fid.hydra_main(cfg)
+    printed = capsys.readouterr().out.strip().splitlines()
+    # Features in the order fid.py extracts them: 64 held-out reals (a cache miss), the 64
+    # generated images, then 64 training reals for the floor.
+    (net,) = nets
+    assert net.images == 3 * 64
+    real, fake, training = net.take(64), net.take(64), net.take(64)
+    fid_value = fid_by_hand(real, fake)
+    floor = fid_by_hand(training, real)
+    assert returned == pytest.approx(fid_value, rel=1e-5)
+    choice = MetricChoice.from_config(cfg.metrics)
+    kid = kernel_inception_distance(real, fake, **choice.kid)
+    pr = precision_recall(real, fake, **choice.precision_recall)
+    assert kid.std > 0 and kid.subset_size == 50 and pr.precision != pr.recall  # swaps would show
+    assert floor < fid_value  # real faces are far closer to held-out faces than a tiny model
+    lines = printed[-3:]
+    assert [re.sub(NUMBER, "#", line) for line in lines] == [
+        "FID #  (64 generated vs 64 real images at 32px, tiny; real-vs-real floor #)",
+        "KID # ± #  (mean ± std over 100 subsets of 50 images per side)",
+        "precision #  recall #  (k=10 nearest-neighbour manifolds on the same features)",
+    ]
+    expected = [fid_value, floor, kid.kid, kid.std, pr.precision, pr.recall]
+    decimals = [3, 3, 5, 5, 4, 4]  # as printed
+    got = [float(x) for line in lines for x in re.findall(NUMBER, line)]
+    for value, want, places in zip(got, expected, decimals, strict=True):
+        assert value == pytest.approx(want, abs=0.6 * 10**-places), lines
+    # The real command, on the real features cached above: the same three lines.
+    result = run_cli("fid.py", *args, f"hydra.run.dir={tmp_path / 'cli'}")
     assert result.returncode == 0, result.stderr[-3000:]
-    lines = result.stdout.strip().splitlines()[-3:]
-    assert lines[0].startswith("FID ") and "64 generated vs 64 real images at 32px" in lines[0]
-    _, pm, std = lines[1].split()[1:4]
-    assert lines[1].startswith("KID ") and pm == "±" and float(std) >= 0
-    assert "100 subsets of 50 images per side" in lines[1]
-    words = lines[2].split()
-    assert words[0] == "precision" and words[2] == "recall" and "k=3" in lines[2]
-    assert 0 <= float(words[1]) <= 1 and 0 <= float(words[3]) <= 1
+    assert result.stdout.strip().splitlines()[-3:] == printed[-3:]
 
 
-def test_fid_cli_ppl_without_lpips_weights_is_one_line(smoke_run, celeba_root, tmp_path):
-    result = run_cli(
-        "fid.py",
-        f"ckpt={smoke_run / 'generator.pt'}",
-        f"data.root={celeba_root}",
-        "metrics=all",
-        f"metrics.ppl.weights_path={tmp_path / 'nowhere'}",
-        f"hydra.run.dir={tmp_path / 'run'}",
-    )
-    assert result.returncode == 2
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: PPL needs LPIPS' VGG-16 weights") and "weights_path=" in last
-    assert "Traceback" not in result.stderr
+def test_fid_py_ppl_without_lpips_weights_is_one_line(smoke_run, tmp_path, monkeypatch, capsys):
+    import fid
+
+    status, lines = main_in_process(
+        monkeypatch, capsys, fid, f"ckpt={smoke_run / 'generator.pt'}", "metrics=all",
+        f"metrics.ppl.weights_path={tmp_path / 'nowhere'}", f"hydra.run.dir={tmp_path / 'run'}",
+    )  # fmt: skip
+    assert status == 2 and len(lines) == 1, lines
+    assert lines[0].startswith("error: PPL needs LPIPS' VGG-16 weights")
+    assert "weights_path=" in lines[0]
 
 
 @pytest.mark.slow
-def test_fid_cli_prints_ppl_with_local_lpips_weights(smoke_run, celeba_root, tmp_path):
+def test_fid_py_prints_ppl_with_local_lpips_weights(smoke_run, celeba_root, tmp_path, capsys):
     """The whole PPL path offline: LPIPS from a local VGG-16 file (random stand-in weights of
-    the right shapes), the 32px generator's crops upsampled for VGG."""
+    the right shapes), the 32px generator's crops upsampled for VGG; the printed values are
+    PPL computed again from the checkpoint, the weights and the seed."""
+    import fid
+    from stylegan.checkpoints import load_generator
+    from stylegan.metrics.ppl import load_lpips
+    from stylegan.metrics.suite import MetricChoice, ppl_metrics
+
     g = torch.Generator().manual_seed(0)
     state = {}
     for i, cin, cout in _VGG16_CONVS:
         state[f"features.{i}.weight"] = torch.randn(cout, cin, 3, 3, generator=g) * 0.05
         state[f"features.{i}.bias"] = torch.zeros(cout)
     torch.save(state, tmp_path / "vgg16-397923af.pth")
-    result = run_cli(
-        "fid.py",
-        f"ckpt={smoke_run / 'generator.pt'}",
-        f"data.root={celeba_root}",
-        "data.limit=512",
-        f"paths.cache_dir={smoke_run.parent / 'cache'}",
-        "feature_network=tiny",
-        "num_images=32",
-        "metrics=all",
-        "metrics.ppl.num_samples=6",
-        "metrics.ppl.variants=[z_end,w_end]",
-        f"metrics.ppl.weights_path={tmp_path}",
-        f"hydra.run.dir={tmp_path / 'run'}",
+    cfg = compose_config(
+        "fid",
+        [
+            f"ckpt={smoke_run / 'generator.pt'}",
+            f"data.root={celeba_root}",
+            "data.limit=512",
+            f"paths.root_dir={ROOT}",
+            f"paths.cache_dir={smoke_run.parent / 'cache'}",
+            "feature_network=tiny",
+            "num_images=32",
+            "metrics=all",
+            "metrics.ppl.num_samples=6",
+            "metrics.ppl.variants=[z_end,w_end]",
+            f"metrics.ppl.weights_path={tmp_path}",
+        ],
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    ppl = [x for x in result.stdout.splitlines() if x.startswith("PPL ")]
+    fid.hydra_main(cfg)
+    ppl = [x for x in capsys.readouterr().out.splitlines() if x.startswith("PPL ")]
     assert [x.split()[1:3] for x in ppl] == [["W", "end"], ["Z", "end"]]
-    assert all(float(x.split()[3]) > 0 for x in ppl)
+    generator, _ = load_generator(cfg.ckpt)
+    choice, lpips = MetricChoice.from_config(cfg.metrics), load_lpips(str(tmp_path))
+    with torch.no_grad():
+        expected = ppl_metrics(generator, lpips, choice=choice, seed=cfg.seed)
+    assert expected["ppl_w_end"] != expected["ppl_z_end"]  # a swap of the two would show
+    got = [float(x.split()[3]) for x in ppl]
+    assert got == pytest.approx([expected["ppl_w_end"], expected["ppl_z_end"]], abs=0.006)
