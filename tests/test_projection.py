@@ -10,7 +10,6 @@ one-line exit-2 error.
 from __future__ import annotations
 
 import math
-import subprocess
 import sys
 from pathlib import Path
 
@@ -345,15 +344,18 @@ def test_sample_refuses_a_latent_of_another_generator(files, tmp_path):
     assert not any(tmp_path.glob("*.png"))
 
 
-def test_project_cli_bad_image_is_one_line_exit_2(files, tmp_path):
+def test_project_cli_bad_image_is_one_line_exit_2(files, tmp_path, monkeypatch, capsys):
+    """The command line (project.main, in-process: hydra parses sys.argv as in a shell)."""
+    import project
+
     wide = tmp_path / "wide.png"
     Image.new("RGB", (400, 100)).save(wide)
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "project.py"), f"ckpt={files['gen']}", f"image={wide}",
-         f"out_dir={tmp_path / 'out'}"],
-        capture_output=True, text=True, cwd=ROOT, timeout=300,
-    )  # fmt: skip
-    assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
+    argv = ["project.py", f"ckpt={files['gen']}", f"image={wide}", f"out_dir={tmp_path / 'out'}",
+            f"hydra.run.dir={tmp_path / 'run'}"]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as exit_info:
+        project.main()
+    assert exit_info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "not a face frame" in lines[0]
     assert not (tmp_path / "out").exists()
