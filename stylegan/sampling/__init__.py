@@ -34,6 +34,7 @@ from stylegan.sampling.figures import (
 from stylegan.sampling.files import (
     check_faces_output,
     check_fps,
+    faces_name,
     mp4_available,
     psi_label,
     save_gif,
@@ -85,6 +86,7 @@ __all__ = [
     "check_seeds",
     "check_space",
     "check_steps",
+    "faces_name",
     "generate_images",
     "interpolation_frames",
     "interpolation_steps",
