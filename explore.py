@@ -26,6 +26,7 @@ from stylegan.cli import resolve_device, run_hydra_main, run_reporting_user_erro
 from stylegan.config import ExploreConfig
 from stylegan.errors import ConfigError, UserError
 from stylegan.networks.generator import check_cutoff, check_psi
+from stylegan.projection import check_mode, parse_distance
 
 CONF_DIR = str(Path(__file__).resolve().parent / "conf")
 
@@ -67,6 +68,10 @@ def read_options(cfg: DictConfig) -> ExploreConfig:
     start.noise = sampling.check_noise_mode(start.noise)
     if opts.server.port is not None and not 0 < opts.server.port < 65536:
         raise ConfigError(f"server.port must be 1 to 65535 or null, got {opts.server.port}")
+    opts.projection.mode = check_mode(opts.projection.mode)
+    parse_distance(opts.projection.distance)
+    if opts.projection.steps < 1:
+        raise ConfigError(f"projection.steps must be >= 1, got {opts.projection.steps}")
     if opts.upload.max_bytes < 1 or opts.upload.max_pixels < 1:
         raise ConfigError("upload.max_bytes and upload.max_pixels must be >= 1")
     return opts
@@ -82,25 +87,51 @@ def explore(cfg: DictConfig, *, block: bool = True) -> Served:
     # Before Gradio is imported: its upload cache goes to the run folder, and it calls no one.
     os.environ["GRADIO_TEMP_DIR"] = str(run_dir / "gradio")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    from stylegan.explorer import Explorer, PageDefaults, build_page
+    from stylegan.explorer import Explorer, PageDefaults, ProjectionOptions, build_page
 
     G, info = load_generator(opts.ckpt, device=device)
-    explorer = Explorer(G, info, ckpt=opts.ckpt, batch_size=opts.batch_size,
-                        max_grid=opts.start.max_grid)  # fmt: skip
+    explorer = Explorer(
+        G, info, ckpt=opts.ckpt, batch_size=opts.batch_size, max_grid=opts.start.max_grid
+    )
     s = opts.start
-    defaults = PageDefaults(seed=s.seed, grid=s.grid, psi=float(s.psi), cutoff=s.cutoff,
-                            noise=s.noise, mixing=tuple(s.mixing))  # fmt: skip
-    demo = build_page(explorer, run_dir, defaults=defaults)
+    defaults = PageDefaults(
+        seed=s.seed,
+        grid=s.grid,
+        psi=float(s.psi),
+        cutoff=s.cutoff,
+        noise=s.noise,
+        mixing=tuple(s.mixing),
+    )
+    p, u = opts.projection, opts.upload
+    projection = ProjectionOptions(
+        mode=p.mode,
+        steps=p.steps,
+        distance=p.distance,
+        max_bytes=u.max_bytes,
+        max_pixels=u.max_pixels,
+    )
+    demo = build_page(explorer, run_dir, defaults=defaults, projection=projection)
     demo.queue(default_concurrency_limit=1)
     demo.launch(
-        server_name=opts.server.host, server_port=opts.server.port, share=False,
-        prevent_thread_lock=True, quiet=True, show_error=False, ssr_mode=False,
-        allowed_paths=[str(run_dir / "images")], max_file_size=opts.upload.max_bytes,
+        server_name=opts.server.host,
+        server_port=opts.server.port,
+        share=False,
+        prevent_thread_lock=True,
+        quiet=True,
+        show_error=False,
+        ssr_mode=False,
+        allowed_paths=[str(run_dir / "images")],
+        max_file_size=opts.upload.max_bytes,
         css=CSS_PAGE,
-    )  # fmt: skip
+    )
     url = demo.local_url
-    log.info("generator %s: %dpx, %s images seen, device %s", opts.ckpt, explorer.trained,
-             info.get("images_seen"), device)  # fmt: skip
+    log.info(
+        "generator %s: %dpx, %s images seen, device %s",
+        opts.ckpt,
+        explorer.trained,
+        info.get("images_seen"),
+        device,
+    )
     print(f"explorer at {url} (run folder {run_dir}); Ctrl+C stops it", flush=True)
     served = Served(demo, url, run_dir)
     if block:

@@ -11,14 +11,13 @@ a traceback.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
 
-from stylegan.errors import UserError
-from stylegan.explorer.views import Explorer, Settings, View, write_png
+from stylegan.explorer.handlers import Handlers, ProjectionOptions
+from stylegan.explorer.views import Explorer
 
 RENDER_QUEUE = "render"  # one queue for every event that runs the generator
 MAX_SEED = 2**31 - 1
@@ -37,84 +36,22 @@ class PageDefaults:
     mixing: tuple[int, int] = (0, 1)
 
 
-def timing_line(view: View) -> str:
-    """``12 ms for 1 face at 64px (batch 32)``: the generator's time for the view."""
-    n = len(view.images)
-    what = f"{n} face{'s' if n > 1 else ''}"
-    return (
-        f"rendered in **{view.seconds * 1000:.0f} ms**: {what} at {view.settings.resolution}px "
-        f"(`{view.name}`)"
-    )
-
-
-class Page:
-    """The handlers, bound to one :class:`Explorer` and one run folder."""
-
-    def __init__(self, explorer: Explorer, run_dir: Path, write_latent: Callable | None) -> None:
-        self.explorer = explorer
-        self.images_dir = Path(run_dir) / "images"
-        self.write_latent = write_latent
-
-    def settings(self, psi: float, cutoff: float, noise: str, resolution: int) -> Settings:
-        return Settings(float(psi), int(cutoff), str(noise), int(resolution))
-
-    def outputs(self, view: View) -> tuple:
-        """(picture, timing line, PNG download, latent download) of a rendered view."""
-        png = write_png(view, self.images_dir)
-        latent = None
-        if self.write_latent is not None:
-            latent = self.write_latent(view, self.images_dir)
-        return (
-            view.picture(),
-            timing_line(view),
-            gr.DownloadButton(value=str(png), interactive=True),
-            gr.DownloadButton(value=str(latent) if latent else None, interactive=bool(latent)),
-        )
-
-    def refused(self, exc: UserError) -> tuple:
-        """Leave the image as it was and say why on the page."""
-        return gr.skip(), f"⚠ {exc}", gr.skip(), gr.skip()
-
-    def faces(self, seed, grid, psi, cutoff, noise, resolution) -> tuple:
-        try:
-            view = self.explorer.faces(
-                int(seed), int(grid), self.settings(psi, cutoff, noise, resolution)
-            )
-        except UserError as exc:
-            return self.refused(exc)
-        return self.outputs(view)
-
-    def mixing(self, source, destination, layers, psi, cutoff, noise, resolution) -> tuple:
-        try:
-            view = self.explorer.mixing(
-                int(source), int(destination), str(layers),
-                self.settings(psi, cutoff, noise, resolution),
-            )  # fmt: skip
-        except UserError as exc:
-            return self.refused(exc)
-        return self.outputs(view)
-
-    def edit(self, seed, keep, psi, cutoff, noise, resolution, *strengths) -> tuple:
-        names = self.explorer.editable()
-        try:
-            view = self.explorer.edit(
-                int(seed), dict(zip(names, strengths, strict=True)), list(keep or []),
-                self.settings(psi, cutoff, noise, resolution),
-            )  # fmt: skip
-        except UserError as exc:
-            return self.refused(exc)
-        return self.outputs(view)
-
-
 def _output_panel(label: str, elem: str) -> list:
     """Image, timing line and the two downloads of one tab."""
-    image = gr.Image(label=label, type="pil", format="png", interactive=False, height=320,
-                     elem_id=f"{elem}-image")  # fmt: skip
+    image = gr.Image(
+        label=label,
+        type="pil",
+        format="png",
+        interactive=False,
+        height=320,
+        elem_id=f"{elem}-image",
+    )
     timing = gr.Markdown(elem_id=f"{elem}-timing")
     with gr.Row():
         png = gr.DownloadButton("Download PNG", interactive=False, elem_id=f"{elem}-png")
-        latent = gr.DownloadButton("Download latent (.pt)", interactive=False,
-                                   elem_id=f"{elem}-latent")  # fmt: skip
+        latent = gr.DownloadButton(
+            "Download latent (.pt)", interactive=False, elem_id=f"{elem}-latent"
+        )
     return [image, timing, png, latent]
 
 
@@ -122,61 +59,104 @@ def build_page(
     explorer: Explorer,
     run_dir: Path,
     *,
-    defaults: PageDefaults = PageDefaults(),
-    write_latent: Callable | None = None,
-    extra_tabs: Callable | None = None,
+    defaults: PageDefaults | None = None,
+    projection: ProjectionOptions | None = None,
 ) -> gr.Blocks:
-    """The page. ``write_latent(view, folder) -> path`` writes a one-face view's latent;
-    ``extra_tabs(page, shared)`` adds tabs (the real-face tab) inside the tab row."""
-    page = Page(explorer, run_dir, write_latent)
-    G, info = explorer.G, explorer.info
-    num_ws = G.num_ws
+    """The page for ``explorer``; files go under ``run_dir``."""
+    defaults, projection = defaults or PageDefaults(), projection or ProjectionOptions()
+    on = Handlers(explorer, run_dir, projection)
+    num_ws, info = explorer.G.num_ws, explorer.info
     title = (
         f"StyleGAN explorer · {explorer.ckpt.name} · {explorer.trained}px · "
         f"{info.get('images_seen') or 0:,} images seen"
     )
+    editable = explorer.editable()
     with gr.Blocks(title="StyleGAN explorer", analytics_enabled=False) as demo:
+        projected = gr.State(None)  # this browser session's projected face (a Latent)
         gr.Markdown(f"### {title}")
         with gr.Row():
-            psi = gr.Slider(-2, 2, value=defaults.psi, step=0.05, label="truncation ψ",
-                            info="1 = none, 0 = the mean face", elem_id="psi")  # fmt: skip
-            cutoff = gr.Slider(1, num_ws, value=min(defaults.cutoff or num_ws, num_ws), step=1,
-                               label="cutoff", info=f"truncate layers below it ({num_ws} = all)",
-                               elem_id="cutoff")  # fmt: skip
-            noise = gr.Radio(["random", "const", "none"], value=defaults.noise, label="noise",
-                             elem_id="noise")  # fmt: skip
-            resolution = gr.Dropdown(explorer.resolutions(), value=explorer.trained,
-                                     label="resolution", elem_id="resolution")  # fmt: skip
+            psi = gr.Slider(
+                -2,
+                2,
+                value=defaults.psi,
+                step=0.05,
+                label="truncation ψ",
+                info="1 = none, 0 = the mean face",
+                elem_id="psi",
+            )
+            cutoff = gr.Slider(
+                1,
+                num_ws,
+                value=min(defaults.cutoff or num_ws, num_ws),
+                step=1,
+                label="cutoff",
+                info=f"truncate layers below it ({num_ws} = all)",
+                elem_id="cutoff",
+            )
+            noise = gr.Radio(
+                ["random", "const", "none"], value=defaults.noise, label="noise", elem_id="noise"
+            )
+            resolution = gr.Dropdown(
+                explorer.resolutions(),
+                value=explorer.trained,
+                label="resolution",
+                elem_id="resolution",
+            )
         shared = [psi, cutoff, noise, resolution]
         with gr.Tabs():
             with gr.Tab("Faces", id="faces"):
                 with gr.Row():
-                    seed = gr.Number(defaults.seed, precision=0, minimum=0, label="seed",
-                                     elem_id="seed")  # fmt: skip
+                    seed = gr.Number(
+                        defaults.seed, precision=0, minimum=0, label="seed", elem_id="seed"
+                    )
                     lucky = gr.Button("random seed", elem_id="random-seed")
-                    grid = gr.Slider(1, explorer.max_grid, value=defaults.grid, step=1,
-                                     label="faces per side", elem_id="grid")  # fmt: skip
+                    grid = gr.Slider(
+                        1,
+                        explorer.max_grid,
+                        value=defaults.grid,
+                        step=1,
+                        label="faces per side",
+                        elem_id="grid",
+                    )
                 faces_out = _output_panel("faces", "faces")
             with gr.Tab("Style mixing", id="mixing"):
                 with gr.Row():
-                    source = gr.Number(defaults.mixing[0], precision=0, minimum=0,
-                                       label="source seed (styles copied from)",
-                                       elem_id="mix-source")  # fmt: skip
-                    destination = gr.Number(defaults.mixing[1], precision=0, minimum=0,
-                                            label="destination seed (receives them)",
-                                            elem_id="mix-destination")  # fmt: skip
+                    source = gr.Number(
+                        defaults.mixing[0],
+                        precision=0,
+                        minimum=0,
+                        label="source seed (styles copied from)",
+                        elem_id="mix-source",
+                    )
+                    destination = gr.Number(
+                        defaults.mixing[1],
+                        precision=0,
+                        minimum=0,
+                        label="destination seed (receives them)",
+                        elem_id="mix-destination",
+                    )
                     ranges = explorer.mixing_ranges(explorer.trained)
-                    layers = gr.Radio(ranges, value=ranges[0], label="layers (paper, Fig. 3)",
-                                      info="coarse 4-8px, middle 16-32px, fine 64px and up",
-                                      elem_id="mix-layers")  # fmt: skip
+                    layers = gr.Radio(
+                        ranges,
+                        value=ranges[0],
+                        label="layers (paper, Fig. 3)",
+                        info="coarse 4-8px, middle 16-32px, fine 64px and up",
+                        elem_id="mix-layers",
+                    )
+                with gr.Row():
+                    source_projected = gr.Checkbox(False, label="source: the projected face")
+                    destination_projected = gr.Checkbox(
+                        False, label="destination: the projected face"
+                    )
                 gr.Markdown("source · destination · the destination with the source's styles")
                 mixing_out = _output_panel("style mixing", "mixing")
-            editable = explorer.editable()
             with gr.Tab("Attributes", id="attributes", visible=bool(editable)):
-                edit_seed = gr.Number(defaults.seed, precision=0, minimum=0, label="seed",
-                                      elem_id="edit-seed")  # fmt: skip
-                keep = gr.CheckboxGroup(editable, label="keep (conditional edit)",
-                                        elem_id="keep")  # fmt: skip
+                with gr.Row():
+                    edit_seed = gr.Number(
+                        defaults.seed, precision=0, minimum=0, label="seed", elem_id="edit-seed"
+                    )
+                    edit_projected = gr.Checkbox(False, label="edit the projected face")
+                keep = gr.CheckboxGroup(editable, label="keep (conditional edit)", elem_id="keep")
                 with gr.Row():
                     sliders = [
                         gr.Slider(
@@ -190,22 +170,58 @@ def build_page(
                         for n in editable
                     ]
                 edit_out = _output_panel("edited face", "edit")
-            if extra_tabs is not None:
-                extra_tabs(page, shared)
+            with gr.Tab("Real face", id="real"):
+                gr.Markdown(
+                    f"A face photo (PNG, JPEG, WebP, BMP; at most {projection.max_bytes / 1e6:g} "
+                    "MB), aligned as CelebA's (178×218) or a square crop of a face. It is "
+                    f"projected into W{'+' if projection.mode == 'w_plus' else ''} in "
+                    f"{projection.steps} steps ({projection.distance}); the page stays usable."
+                )
+                upload = gr.File(
+                    label="photo", file_types=["image"], type="filepath", elem_id="upload"
+                )
+                start = gr.Button("project", variant="primary", elem_id="project")
+                status = gr.Markdown(elem_id="project-status")
+                real_image = gr.Image(
+                    label="photo · projection",
+                    type="pil",
+                    format="png",
+                    interactive=False,
+                    height=320,
+                    elem_id="real-image",
+                )
+                real_latent = gr.DownloadButton(
+                    "Download latent (.pt)", interactive=False, elem_id="real-latent"
+                )
 
         faces_in = [seed, grid, *shared]
-        mixing_in = [source, destination, layers, *shared]
-        edit_in = [edit_seed, keep, *shared, *sliders]
+        mixing_in = [
+            source,
+            destination,
+            layers,
+            *shared,
+            source_projected,
+            destination_projected,
+            projected,
+        ]
+        edit_in = [edit_seed, keep, *shared, edit_projected, projected, *sliders]
         common = {"concurrency_id": RENDER_QUEUE, "trigger_mode": "always_last"}
-        gr.on([c.change for c in faces_in], page.faces, faces_in, faces_out,
-              api_name="faces", **common)  # fmt: skip
-        gr.on([c.change for c in mixing_in], page.mixing, mixing_in, mixing_out,
-              api_name="mixing", **common)  # fmt: skip
-        demo.load(page.faces, faces_in, faces_out, **common)
-        demo.load(page.mixing, mixing_in, mixing_out, **common)
+        views = [
+            (faces_in, on.faces, faces_out, "faces"),
+            (mixing_in, on.mixing, mixing_out, "mixing"),
+        ]
         if editable:
-            gr.on([c.change for c in edit_in], page.edit, edit_in, edit_out,
-                  api_name="edit", **common)  # fmt: skip
-            demo.load(page.edit, edit_in, edit_out, **common)
+            views.append((edit_in, on.edit, edit_out, "edit"))
+        for inputs, fn, outputs, name in views:
+            triggers = [c.change for c in inputs if not isinstance(c, gr.State)]
+            gr.on(triggers, fn, inputs, outputs, api_name=name, **common)
+            demo.load(fn, inputs, outputs, api_name=False, **common)
         lucky.click(lambda: random.randint(0, MAX_SEED), None, seed, api_name="random_seed")
+        start.click(
+            on.project,
+            [upload],
+            [status, real_image, real_latent, projected],
+            api_name="project",
+            concurrency_id="projection",
+        )
     return demo

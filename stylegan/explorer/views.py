@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -24,8 +24,10 @@ from stylegan.errors import ConfigError, UserError
 from stylegan.imaging import grid_image, save_grid, to_uint8
 from stylegan.networks import Generator
 from stylegan.networks.generator import check_cutoff, check_psi
+from stylegan.projection import Latent, generator_fingerprint, save_latent
 
 MIXING_RANGES = ("coarse", "middle", "fine")  # the paper's Fig. 3 rows, by layer resolution
+Source = int | Latent  # a seed, or a projected face (its ws and noise maps)
 
 
 @dataclass(frozen=True)
@@ -48,12 +50,11 @@ class View:
 
     images: Tensor
     ws: Tensor
-    noise_seeds: list[int]
+    sources: list[Source]  # per image: the seed or the projected face (whose noise it has)
     nrow: int
     name: str
     seconds: float
     settings: Settings
-    meta: dict = field(default_factory=dict)
     latent: int = 0
 
     def picture(self) -> Image.Image:
@@ -79,6 +80,7 @@ class Explorer:
         self.ckpt = Path(ckpt)
         self.batch_size = sampling.check_batch_size(batch_size)
         self.max_grid = max_grid
+        self.fingerprint = generator_fingerprint(generator)  # what a latent file records
         self.directions: Directions | None = None
         try:
             self.directions = load_directions(ckpt)
@@ -124,16 +126,38 @@ class Explorer:
             resolution=res,
         )
 
-    def _render(self, ws: Tensor, noise_seeds: Sequence[int], s: Settings) -> Tensor:
+    def _render(self, ws: Tensor, sources: Sequence[Source], s: Settings) -> Tensor:
+        """Each row with its source's noise: a seed's own, or the maps a projection optimised."""
+        own = [None if isinstance(x, int) else x.noise for x in sources]
         return sampling.render_ws(
-            self.G, ws, resolution=s.resolution, noise_mode=s.noise,
-            noise_seeds=list(noise_seeds), batch_size=self.batch_size,
-        )  # fmt: skip
+            self.G,
+            ws,
+            resolution=s.resolution,
+            noise_mode=s.noise,
+            noise_seeds=[x if isinstance(x, int) else 0 for x in sources],
+            row_noise_maps=None if all(m is None for m in own) else own,
+            batch_size=self.batch_size,
+        )
 
-    def _ws(self, seeds: Sequence[int], s: Settings, *, truncate: bool = True) -> Tensor:
-        z = sampling.latents_for_seeds(seeds, self.G.z_dim)
+    def _ws(self, sources: Sequence[Source], s: Settings, *, truncate: bool = True) -> Tensor:
+        """ws [N, num_ws, w_dim]: seeds mapped (and truncated) as sample.py maps them, a
+        projection's ws truncated with the same ψ and cutoff."""
         psi, cutoff = (s.psi, s.cutoff) if truncate else (1.0, None)
-        return sampling.map_latents(self.G, z, psi=psi, cutoff=cutoff, batch_size=self.batch_size)
+        seeds = [x for x in sources if isinstance(x, int)]
+        z = sampling.latents_for_seeds(seeds, self.G.z_dim)
+        mapped = iter(
+            sampling.map_latents(self.G, z, psi=psi, cutoff=cutoff, batch_size=self.batch_size)
+        )
+        device = self.G.w_avg.device
+        rows = [
+            next(mapped)[None]
+            if isinstance(x, int)
+            else self.G.truncate(
+                x.ws[None].to(device), truncation_psi=psi, truncation_cutoff=cutoff
+            )
+            for x in sources
+        ]
+        return torch.cat(rows)
 
     # -- the views -----------------------------------------------------------------------------
 
@@ -150,49 +174,104 @@ class Explorer:
         images = self._render(ws, seeds, s)
         seconds = time.perf_counter() - start
         name = sampling.faces_name(seed=seed, n=n, psi=s.psi, cutoff=s.cutoff, noise_mode=s.noise)
-        return View(images, ws, seeds, grid, name, seconds, s, {"seeds": seeds})
+        return View(images, ws, seeds, grid, name, seconds, s)
 
-    def mixing(self, source: int, destination: int, layers: str, settings: Settings) -> View:
+    def mixing(self, source: Source, destination: Source, layers: str, settings: Settings) -> View:
         """[source, destination, destination with the source's ``layers`` styles]: one row of
-        ``sample.py figure=mixing mixing.sources=[source] mixing.destinations=[destination]``."""
+        ``sample.py figure=mixing mixing.sources=[source] mixing.destinations=[destination]``
+        (a source may be a projected face)."""
         s = self.check(settings)
-        seeds = sampling.check_seeds([int(source), int(destination)], "mixing seeds")
+        pair = [_checked(source), _checked(destination)]
         indices = sampling.layer_range(layers, self.G.num_ws_at(s.resolution))
         start = time.perf_counter()
-        ws_src, ws_dst = self._ws(seeds, s).split(1)
-        mixed = sampling.mix_layers(ws_src, ws_dst, indices)
-        ws = torch.cat([ws_src, ws_dst, mixed])
-        images = self._render(ws, [seeds[0], seeds[1], seeds[1]], s)
+        ws_src, ws_dst = self._ws(pair, s).split(1)
+        ws = torch.cat([ws_src, ws_dst, sampling.mix_layers(ws_src, ws_dst, indices)])
+        sources = [pair[0], pair[1], pair[1]]  # the mixed face keeps the destination's noise
+        images = self._render(ws, sources, s)
         seconds = time.perf_counter() - start
-        name = f"mixing_{sampling.layer_label(layers)}_seed{seeds[0]}-into-seed{seeds[1]}"
-        return View(images, ws, [seeds[0], seeds[1], seeds[1]], 3, name, seconds, s,
-                    {"layers": indices}, latent=2)  # fmt: skip
+        name = (
+            f"mixing_{sampling.layer_label(layers)}_{_label(pair[0])}-into-{_label(pair[1])}_"
+            f"{sampling.psi_label(s.psi)}"
+        )
+        return View(images, ws, sources, 3, name, seconds, s, latent=2)
 
     def edit(
-        self, seed: int, strengths: Mapping[str, float], keep: Sequence[str], settings: Settings
+        self,
+        source: Source,
+        strengths: Mapping[str, float],
+        keep: Sequence[str],
+        settings: Settings,
     ) -> View:
-        """The face of ``seed`` moved by each attribute's strength (in stds, as ``strengths=`` of
-        ``sample.py figure=edit``), each direction orthogonal to the ``keep`` attributes'. With
-        one non-zero strength it is that cell of ``sample.py figure=edit attribute=A keep=[...]``.
-        """
+        """The face of ``source`` (a seed or a projected face) moved by each attribute's
+        strength (in stds, as ``strengths=`` of ``sample.py figure=edit``), each direction
+        orthogonal to the ``keep`` attributes'. For a seed and one non-zero strength it is that
+        cell of ``sample.py figure=edit attribute=A keep=[...]``."""
         if self.directions is None:
             raise UserError(f"{self.ckpt} has no attribute directions (python attributes.py ...)")
         s = self.check(settings)
-        seed = sampling.check_seed(int(seed))
+        source = _checked(source)
         moves = []
         for name, strength in strengths.items():
             if float(strength) != 0:
                 direction, scale = edit_direction(self.directions, name, keep)
                 moves.append((direction, float(strength) * scale))
         start = time.perf_counter()
-        ws = edited_ws(self.G, self._ws([seed], s, truncate=False), moves, psi=s.psi,
-                       cutoff=s.cutoff)  # fmt: skip
-        images = self._render(ws, [seed], s)
+        ws = edited_ws(
+            self.G, self._ws([source], s, truncate=False), moves, psi=s.psi, cutoff=s.cutoff
+        )
+        images = self._render(ws, [source], s)
         seconds = time.perf_counter() - start
         changed = [f"{n}{float(v):+g}" for n, v in strengths.items() if float(v) != 0]
         kept = f"_keep-{'-'.join(keep)}" if keep and changed else ""
-        name = f"edit_{'_'.join(changed) or 'none'}{kept}_seed{seed}_{sampling.psi_label(s.psi)}"
-        return View(images, ws, [seed], 1, name, seconds, s, {"strengths": dict(strengths)})
+        name = (
+            f"edit_{'_'.join(changed) or 'none'}{kept}_{_label(source)}_{sampling.psi_label(s.psi)}"
+        )
+        return View(images, ws, [source], 1, name, seconds, s)
+
+    def latent_noise(self, view: View) -> list[Tensor]:
+        """The noise maps ([1, 1, r_i, r_i] per layer used) the view's latent image was drawn
+        with, so its latent file renders that image again."""
+        source, s = view.sources[view.latent], view.settings
+        modules = sampling.noise_modules(self.G)[: self.G.num_ws_at(s.resolution)]
+        if s.noise == "const":
+            return [m.noise_const.detach().cpu()[:1] for m in modules]
+        if s.noise == "none":
+            return [torch.zeros(1, 1, m.resolution, m.resolution) for m in modules]
+        if not isinstance(source, int):
+            return [n.cpu() for n in source.noise]
+        return sampling.noise_for_seeds(self.G, [source], resolution=s.resolution)
+
+
+def _checked(source: Source) -> Source:
+    return sampling.check_seed(int(source)) if isinstance(source, (int, float)) else source
+
+
+def _label(source: Source) -> str:
+    return f"seed{source}" if isinstance(source, int) else source.name
+
+
+def write_latent(explorer: Explorer, view: View, folder: Path) -> Path:
+    """``<folder>/<view.name>.pt``: the latent file of :mod:`stylegan.projection` (ws, noise,
+    meta) of the view's latent image; ``project.py``'s readers load it."""
+    G, settings = explorer.G, view.settings
+    meta = {
+        "w_dim": G.w_dim,
+        "num_ws": G.num_ws,
+        "mode": "w_plus",
+        "resolution": settings.resolution,
+        "generator": explorer.fingerprint,
+        "source": "explore.py",
+        "view": view.name,
+        "psi": settings.psi,
+        "cutoff": settings.cutoff,
+        "noise_mode": settings.noise,
+    }
+    return save_latent(
+        Path(folder) / f"{view.name}.pt",
+        view.ws[view.latent].cpu(),
+        explorer.latent_noise(view),
+        meta,
+    )
 
 
 def write_png(view: View, folder: Path) -> Path:

@@ -50,13 +50,16 @@ def synthesize(
     noise_draws: int | Sequence[int] = 0,
     noise_layers: Sequence[int] | None = None,
     row_noise_layers: Sequence[Sequence[int] | None] | None = None,
+    row_noise_maps: Sequence[Sequence[Tensor] | None] | None = None,
 ) -> Tensor:
     """ws [N, num_ws, w_dim] -> images [N, C, r, r] (float, generator's device), alpha 1.
 
     ``noise_mode="random"`` uses the per-seed noise of ``noise_seeds`` (one per row, required)
-    and ``noise_draws``. ``noise_layers`` restricts noise (random or const) to those layer indices
-    for every row (None = all layers); ``row_noise_layers`` does the same per row (one entry per
-    row, None = all layers) and overrides it.
+    and ``noise_draws``; a row whose ``row_noise_maps`` entry is a list of maps (one
+    [1, 1, r_i, r_i] per layer, as a projected latent stores) gets those instead of its seed's.
+    ``noise_layers`` restricts noise (random or const) to those layer indices for every row
+    (None = all layers); ``row_noise_layers`` does the same per row (one entry per row, None =
+    all layers) and overrides it.
     """
     res = generator.synthesis.check_active_resolution(resolution)
     mode = check_noise_mode(noise_mode)
@@ -82,6 +85,9 @@ def synthesize(
         if noise_seeds is None or len(noise_seeds) != N:
             raise ValueError("noise_mode='random' needs one noise seed per image")
         maps = list(noise_for_seeds(generator, noise_seeds, resolution=res, draws=noise_draws))
+        for row, own in enumerate(row_noise_maps or []):
+            for i in range(len(maps) if own is not None else 0):
+                maps[i][row] = own[i][0].to(maps[i].dtype)
     if row_noise_layers is not None:
         for i, noise in enumerate(maps):
             rows = [layers is None or i in layers for layers in row_noise_layers]
@@ -144,6 +150,7 @@ def render_ws(
     noise_draws: int | Sequence[int] = 0,
     noise_layers: Sequence[int] | None = None,
     row_noise_layers: Sequence[Sequence[int] | None] | None = None,
+    row_noise_maps: Sequence[Sequence[Tensor] | None] | None = None,
     batch_size: int = 32,
 ) -> Tensor:
     """:func:`synthesize` in forwards of exactly ``batch_size`` rows (the last one padded, see
@@ -154,9 +161,11 @@ def render_ws(
         draws = noise_draws
         if not isinstance(noise_draws, Integral):
             draws = _pad(list(noise_draws[start:stop]), batch_size)
-        rows = None
+        rows = maps = None
         if row_noise_layers is not None:
             rows = _pad(list(row_noise_layers[start:stop]), batch_size)
+        if row_noise_maps is not None:
+            maps = _pad(list(row_noise_maps[start:stop]), batch_size)
         images = synthesize(
             generator,
             _pad(ws[start:stop], batch_size),
@@ -166,6 +175,7 @@ def render_ws(
             noise_draws=draws,
             noise_layers=noise_layers,
             row_noise_layers=rows,
+            row_noise_maps=maps,
         )
         out.append(images[: stop - start].float().cpu())
     return torch.cat(out)
