@@ -112,18 +112,25 @@ def explore(cfg: DictConfig, *, block: bool = True) -> Served:
     )
     demo = build_page(explorer, run_dir, defaults=defaults, projection=projection)
     demo.queue(default_concurrency_limit=1)
-    demo.launch(
-        server_name=opts.server.host,
-        server_port=opts.server.port,
-        share=False,
-        prevent_thread_lock=True,
-        quiet=True,
-        show_error=False,
-        ssr_mode=False,
-        allowed_paths=[str(run_dir / "images")],
-        max_file_size=opts.upload.max_bytes,
-        css=CSS_PAGE,
-    )
+    try:
+        demo.launch(
+            server_name=opts.server.host,
+            server_port=opts.server.port,
+            share=False,
+            prevent_thread_lock=True,
+            quiet=True,
+            show_error=False,
+            ssr_mode=False,
+            allowed_paths=[str(run_dir / "images")],
+            max_file_size=opts.upload.max_bytes,
+            css=CSS_PAGE,
+        )
+    except OSError as exc:  # the port is taken, or the host is not this machine's
+        where = f"{opts.server.host}:{opts.server.port}"
+        raise UserError(
+            f"cannot serve on {where} ({str(exc).splitlines()[0]}): pass another server.port= "
+            "(or server.port=null for the first free one)"
+        ) from None
     url = demo.local_url
     log.info(
         "generator %s: %dpx, %s images seen, device %s",

@@ -23,6 +23,7 @@ from sample import sample
 from stylegan import sampling
 from stylegan.attributes import Directions, store_directions
 from stylegan.checkpoints import atomic_torch_save, generator_export, load_generator
+from stylegan.errors import UserError
 from stylegan.imaging import to_uint8
 from stylegan.networks import Generator
 from stylegan.projection import load_latent
@@ -345,3 +346,37 @@ def test_the_page_in_headless_chromium(served, ckpts, tmp_path):
     assert np.array_equal(pixels(after_seed), pixels(written))
     with Image.open(shot) as im:
         assert im.size[0] >= 1280 and im.size[1] > 400
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("server.port=70000", "server.port must be 1 to 65535"),
+        ("start.grid=9", "start.grid must be 1 to start.max_grid"),
+        ("start.noise=loud", "noise"),
+        ("projection.mode=z", "mode"),
+        ("upload.max_bytes=0", "upload.max_bytes"),
+    ],
+)
+def test_bad_options_are_one_line_before_anything_loads(ckpts, tmp_path, override, message):
+    import explore
+
+    cfg = compose_conf("explore", f"ckpt={ckpts['dirs']}", f"out_dir={tmp_path}", override)
+    with pytest.raises(UserError, match=message) as err:
+        explore.read_options(cfg)
+    assert "\n" not in str(err.value)
+
+
+def test_a_taken_port_is_one_line(served, ckpts, tmp_path):
+    import explore
+
+    port = int(served[0].url.rstrip("/").rsplit(":", 1)[1])
+    cfg = compose_conf(
+        "explore",
+        f"ckpt={ckpts['dirs']}",
+        f"out_dir={tmp_path}",
+        "device=cpu",
+        f"server.port={port}",
+    )
+    with pytest.raises(UserError, match=f"cannot serve on 127.0.0.1:{port}"):
+        explore.explore(cfg, block=False)
