@@ -112,25 +112,29 @@ def explore(cfg: DictConfig, *, block: bool = True) -> Served:
     )
     demo = build_page(explorer, run_dir, defaults=defaults, projection=projection)
     demo.queue(default_concurrency_limit=1)
-    try:
-        demo.launch(
-            server_name=opts.server.host,
-            server_port=opts.server.port,
-            share=False,
-            prevent_thread_lock=True,
-            quiet=True,
-            show_error=False,
-            ssr_mode=False,
-            allowed_paths=[str(run_dir / "images")],
-            max_file_size=opts.upload.max_bytes,
-            css=CSS_PAGE,
-        )
-    except OSError as exc:  # the port is taken, or the host is not this machine's
-        where = f"{opts.server.host}:{opts.server.port}"
-        raise UserError(
-            f"cannot serve on {where} ({str(exc).splitlines()[0]}): pass another server.port= "
-            "(or server.port=null for the first free one)"
-        ) from None
+    launch = {
+        "server_name": opts.server.host, "server_port": opts.server.port, "share": False,
+        "prevent_thread_lock": True, "quiet": True, "show_error": False, "ssr_mode": False,
+        "allowed_paths": [str(run_dir / "images")], "max_file_size": opts.upload.max_bytes,
+        "css": CSS_PAGE,
+    }  # fmt: skip
+    for attempt in range(LAUNCH_ATTEMPTS):
+        try:
+            demo.launch(**launch)
+            break
+        except OSError as exc:  # the port is taken, or the host is not this machine's
+            where = f"{opts.server.host}:{opts.server.port}"
+            raise UserError(
+                f"cannot serve on {where} ({str(exc).splitlines()[0]}): pass another "
+                "server.port= (or server.port=null for the first free one)"
+            ) from None
+        except ValueError as exc:
+            # Gradio probes its own address once, 3 s at most, right after starting; on a busy
+            # machine that probe can fail although the server runs. Close it and start again.
+            if "localhost is not accessible" not in str(exc) or attempt + 1 == LAUNCH_ATTEMPTS:
+                raise
+            log.info("Gradio's start-up probe of %s failed; starting it again", opts.server.host)
+            demo.close()
     url = demo.local_url
     log.info(
         "generator %s: %dpx, %s images seen, device %s",
@@ -149,6 +153,7 @@ def explore(cfg: DictConfig, *, block: bool = True) -> Served:
     return served
 
 
+LAUNCH_ATTEMPTS = 3
 CSS_PAGE = "img { image-rendering: pixelated; }"  # small faces scaled up stay sharp
 
 
