@@ -11,6 +11,9 @@ Examples:
     python sample.py ckpt=... figure=all noise=const device=cuda batch_size=64
     python sample.py ckpt=.../generator.pt figure=edit attribute=Smiling keep=[Male] edit.video=true
     python sample.py ckpt=.../generator.pt n=16 attributes=[Male,Young,-Eyeglasses]
+    python sample.py ckpt=... figure=mixing mixing.destinations=[out/face.pt,5]  # a real face
+    python sample.py ckpt=... figure=interpolation interpolation.seeds=[out/a.pt,out/b.pt]
+    python sample.py ckpt=.../generator.pt figure=edit attribute=Smiling edit.seeds=[out/face.pt]
 
 Files land in ``outputs/sample/<date>/<time>/`` (``out_dir=`` to change) with names that say what
 they are, e.g. ``faces_seed0_n64_psi0.7.png``; the knobs are documented in ``conf/sample.yaml``.
@@ -24,7 +27,7 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from stylegan import sampling
+from stylegan import projection, sampling
 from stylegan.attributes import conditional_faces
 from stylegan.attributes import figures as attribute_figures
 from stylegan.checkpoints import load_generator
@@ -70,24 +73,46 @@ def read_options(cfg: DictConfig) -> SampleConfig:
             raise ConfigError("truncation.psis must list at least one ψ")
         opts.truncation.psis = [check_psi(p, "truncation.psis") for p in psis]
     if "mixing" in opts.figure:
-        sampling.check_seeds(opts.mixing.sources, "mixing.sources")
-        sampling.check_seeds(opts.mixing.destinations, "mixing.destinations")
+        m = opts.mixing
+        m.sources = sampling.check_sources(m.sources, "mixing.sources")
+        m.destinations = sampling.check_sources(m.destinations, "mixing.destinations")
         opts.mixing.layers = sampling.mixing_specs(opts.mixing.layers)
     if "noise" in opts.figure:
         sampling.check_seed(opts.noise_figure.seed, "noise_figure.seed")
         sampling.check_noise_draws(opts.noise_figure.draws)
     if "interpolation" in opts.figure:
-        sampling.check_space(opts.interpolation.space)
-        sampling.check_seeds(opts.interpolation.seeds, "interpolation.seeds", minimum=2)
+        o = opts.interpolation
+        sampling.check_space(o.space)
+        o.seeds = sampling.check_sources(o.seeds, "interpolation.seeds", minimum=2)
+        sampling.check_space_sources(o.space, o.seeds)
         sampling.check_steps(opts.interpolation.steps)
         sampling.check_fps(opts.interpolation.fps)
     if "edit" in opts.figure:
         e = opts.edit
-        sampling.check_seeds(e.seeds, "edit.seeds")
+        e.seeds = sampling.check_sources(e.seeds, "edit.seeds")
         opts.strengths = attribute_figures.check_edit_options(
             opts.attribute, opts.strengths, e.steps, e.fps
         )
     return opts
+
+
+def resolve_latents(opts: SampleConfig, G: Generator) -> None:
+    """Replace every latent-file entry of the figures' face lists by its
+    :class:`~stylegan.sampling.FixedLatent`, checked against ``G`` (one line when it was
+    projected with another generator's w_dim or layer count)."""
+    lists = [(opts.mixing, "sources"), (opts.mixing, "destinations"),
+             (opts.interpolation, "seeds"), (opts.edit, "seeds")]  # fmt: skip
+    fingerprint = None
+    for owner, key in lists:
+        faces = getattr(owner, key)
+        if not any(isinstance(f, str) for f in faces):
+            continue
+        fingerprint = fingerprint or projection.generator_fingerprint(G)
+        setattr(owner, key, [
+            projection.load_latent(f, G, fingerprint=fingerprint).as_source()
+            if isinstance(f, str) else f
+            for f in faces
+        ])  # fmt: skip
 
 
 def draw_attribute_figure(
@@ -210,6 +235,7 @@ def sample(cfg: DictConfig) -> list[Path]:
     torch.backends.cudnn.deterministic = True
     G, info = load_generator(opts.ckpt, device=device)
     res = int(info["resolution"])
+    resolve_latents(opts, G)
     # Checks that need the generator, before anything is drawn.
     psi = sampling.layer_psi(G, opts.psi, res)
     for p in opts.truncation.psis if "truncation" in opts.figure else []:

@@ -163,8 +163,8 @@ class TruncationFigureConfig:
 
 @dataclass
 class MixingFigureConfig:
-    sources: list[int] = MISSING
-    destinations: list[int] = MISSING
+    sources: list[Any] = MISSING  # seeds (int) or latent files (*.pt): sampling.check_sources
+    destinations: list[Any] = MISSING
     layers: Any = MISSING  # a layer spec (name, "a-b", indices) or a list of names
 
 
@@ -177,7 +177,7 @@ class NoiseFigureConfig:
 @dataclass
 class InterpolationFigureConfig:
     space: str = MISSING
-    seeds: list[int] = MISSING
+    seeds: list[Any] = MISSING  # seeds or latent files
     steps: int = MISSING
     fps: float = MISSING
     mp4: bool = MISSING
@@ -185,7 +185,7 @@ class InterpolationFigureConfig:
 
 @dataclass
 class EditFigureConfig:
-    seeds: list[int] = MISSING
+    seeds: list[Any] = MISSING  # seeds or latent files
     video: bool = MISSING
     steps: int = MISSING
     fps: float = MISSING
@@ -226,6 +226,58 @@ class SampleConfig:
     classifier: str | None = MISSING
     edit: EditFigureConfig = field(default_factory=EditFigureConfig)
     conditional: ConditionalConfig = field(default_factory=ConditionalConfig)
+
+
+# ----------------------------------------------------------------------------------------------
+# project.py (conf/project.yaml).
+
+
+@dataclass
+class InceptionDistanceConfig:
+    size: int = MISSING
+    layers: list[str] = MISSING
+
+
+@dataclass
+class CropConfig:
+    size: float = MISSING
+    center_y: float = MISSING
+
+
+@dataclass
+class ProjectionScheduleConfig:
+    w_avg_samples: int = MISSING
+    initial_lr: float = MISSING
+    lr_rampup_length: float = MISSING
+    lr_rampdown_length: float = MISSING
+    initial_noise_factor: float = MISSING
+    noise_ramp_length: float = MISSING
+    regularize_noise_weight: float = MISSING
+    optimize_noise: bool = MISSING
+
+
+@dataclass
+class ProjectConfig:
+    """``conf/project.yaml``."""
+
+    ckpt: str = MISSING
+    image: str = MISSING
+    mode: str = MISSING  # w | w_plus (checked by stylegan.projection)
+    steps: int = MISSING
+    distance: Any = MISSING  # a name, a list of names or {name: weight} (parse_distance)
+    inception: InceptionDistanceConfig = field(default_factory=InceptionDistanceConfig)
+    classifier: str | None = MISSING
+    lpips_weights: str | None = MISSING
+    crop: CropConfig = field(default_factory=CropConfig)
+    schedule: ProjectionScheduleConfig = field(default_factory=ProjectionScheduleConfig)
+    seed: int = MISSING
+    video: bool = MISSING
+    video_every: int = MISSING
+    fps: float = MISSING
+    mp4: bool = MISSING
+    progress: bool = MISSING
+    device: str = MISSING
+    out_dir: str = MISSING
 
 
 # ----------------------------------------------------------------------------------------------
@@ -359,6 +411,7 @@ SCHEMAS: dict[tuple[str, str], type] = {
     ("schema", "sample"): SampleConfig,
     ("schema", "explore"): ExploreConfig,
     ("schema", "attributes"): AttributesConfig,
+    ("schema", "project"): ProjectConfig,
     ("schema", "stage"): StageConfig,
     ("schema/loss", "wgan_gp"): WganGpLossConfig,
     ("schema/loss", "bce"): BceLossConfig,

@@ -169,16 +169,16 @@ def edit_images(
     batch_size: int = 32,
 ) -> Tensor:
     """The edit grid as images [len(seeds) * len(strengths), C, r, r] (CPU float), row-major:
-    row = seed, column = strength. Seed ``s`` keeps its own noise in every column."""
-    z = sampling.latents_for_seeds(seeds, G.z_dim)
-    ws = sampling.map_latents(G, z, psi=1.0, batch_size=batch_size)  # untruncated [S, L, D]
+    row = seed, column = strength. Seed ``s`` keeps its own noise in every column; a seed may be
+    a fixed latent (a projected real face, :mod:`stylegan.sampling.sources`)."""
+    ws = sampling.source_ws(G, seeds, psi=1.0, batch_size=batch_size)  # untruncated [S, L, D]
     S, K = len(seeds), len(strengths)
     rows = ws.repeat_interleave(K, dim=0)
     shifts = torch.tensor([float(s) * scale for s in strengths]).repeat(S)
     edited = edited_ws(G, rows, [(direction, shifts)], psi=psi, cutoff=cutoff)
-    noise_seeds = [s for s in seeds for _ in range(K)]
+    noise = sampling.noise_args([s for s in seeds for _ in range(K)])
     return sampling.render_ws(G, edited, resolution=resolution, noise_mode=noise_mode,
-                              noise_seeds=noise_seeds, batch_size=batch_size)  # fmt: skip
+                              batch_size=batch_size, **noise)  # fmt: skip
 
 
 def generator_payload(path: str | os.PathLike) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import torch
 
 from stylegan.errors import UserError
 from stylegan.explorer.uploads import keep_upload
-from stylegan.explorer.views import Explorer, Settings, View, write_latent, write_png
+from stylegan.explorer.views import Explorer, Settings, Source, View, write_latent, write_png
 from stylegan.imaging import grid_image
 from stylegan.projection import Latent, load_target_image, project, save_latent
 
@@ -78,12 +78,12 @@ class Handlers:
         return gr.skip(), f"⚠ {exc}", gr.skip(), gr.skip()
 
     @staticmethod
-    def _source(seed: float, use_projected: bool, projected: Latent | None) -> int | Latent:
+    def _source(seed: float, use_projected: bool, projected: Latent | None) -> Source:
         if not use_projected:
             return int(seed)
         if projected is None:
             raise UserError("no projected face yet: upload a photo in the Real face tab first")
-        return projected
+        return projected.as_source()
 
     def faces(self, seed, grid, psi, cutoff, noise, resolution) -> tuple:
         try:

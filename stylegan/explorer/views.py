@@ -24,10 +24,10 @@ from stylegan.errors import ConfigError, UserError
 from stylegan.imaging import grid_image, save_grid, to_uint8
 from stylegan.networks import Generator
 from stylegan.networks.generator import check_cutoff, check_psi
-from stylegan.projection import Latent, generator_fingerprint, save_latent
+from stylegan.projection import generator_fingerprint, save_latent
 
 MIXING_RANGES = ("coarse", "middle", "fine")  # the paper's Fig. 3 rows, by layer resolution
-Source = int | Latent  # a seed, or a projected face (its ws and noise maps)
+Source = sampling.Source  # a seed, or a projected face (FixedLatent: its ws and noise maps)
 
 
 @dataclass(frozen=True)
@@ -128,36 +128,17 @@ class Explorer:
 
     def _render(self, ws: Tensor, sources: Sequence[Source], s: Settings) -> Tensor:
         """Each row with its source's noise: a seed's own, or the maps a projection optimised."""
-        own = [None if isinstance(x, int) else x.noise for x in sources]
         return sampling.render_ws(
-            self.G,
-            ws,
-            resolution=s.resolution,
-            noise_mode=s.noise,
-            noise_seeds=[x if isinstance(x, int) else 0 for x in sources],
-            row_noise_maps=None if all(m is None for m in own) else own,
-            batch_size=self.batch_size,
-        )
+            self.G, ws, resolution=s.resolution, noise_mode=s.noise, batch_size=self.batch_size,
+            **sampling.noise_args(sources),
+        )  # fmt: skip
 
     def _ws(self, sources: Sequence[Source], s: Settings, *, truncate: bool = True) -> Tensor:
-        """ws [N, num_ws, w_dim]: seeds mapped (and truncated) as sample.py maps them, a
-        projection's ws truncated with the same ψ and cutoff."""
+        """ws [N, num_ws, w_dim]: seeds mapped and truncated as sample.py maps them, projected
+        faces truncated with the same ψ and cutoff (:func:`stylegan.sampling.source_ws`)."""
         psi, cutoff = (s.psi, s.cutoff) if truncate else (1.0, None)
-        seeds = [x for x in sources if isinstance(x, int)]
-        z = sampling.latents_for_seeds(seeds, self.G.z_dim)
-        mapped = iter(
-            sampling.map_latents(self.G, z, psi=psi, cutoff=cutoff, batch_size=self.batch_size)
-        )
-        device = self.G.w_avg.device
-        rows = [
-            next(mapped)[None]
-            if isinstance(x, int)
-            else self.G.truncate(
-                x.ws[None].to(device), truncation_psi=psi, truncation_cutoff=cutoff
-            )
-            for x in sources
-        ]
-        return torch.cat(rows)
+        return sampling.source_ws(self.G, sources, psi=psi, cutoff=cutoff,
+                                  batch_size=self.batch_size)  # fmt: skip
 
     # -- the views -----------------------------------------------------------------------------
 
@@ -237,17 +218,19 @@ class Explorer:
             return [m.noise_const.detach().cpu()[:1] for m in modules]
         if s.noise == "none":
             return [torch.zeros(1, 1, m.resolution, m.resolution) for m in modules]
-        if not isinstance(source, int):
-            return [n.cpu() for n in source.noise]
+        if isinstance(source, sampling.FixedLatent):
+            given = list(source.noise or ())  # zeros past its end, as render_ws draws it
+            return [given[i].cpu() if i < len(given) else torch.zeros(1, 1, m.resolution,
+                    m.resolution) for i, m in enumerate(modules)]  # fmt: skip
         return sampling.noise_for_seeds(self.G, [source], resolution=s.resolution)
 
 
 def _checked(source: Source) -> Source:
-    return sampling.check_seed(int(source)) if isinstance(source, (int, float)) else source
+    return source if isinstance(source, sampling.FixedLatent) else sampling.check_seed(int(source))
 
 
 def _label(source: Source) -> str:
-    return f"seed{source}" if isinstance(source, int) else source.name
+    return source.name if isinstance(source, sampling.FixedLatent) else f"seed{source}"
 
 
 def write_latent(explorer: Explorer, view: View, folder: Path) -> Path:

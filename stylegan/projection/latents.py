@@ -30,6 +30,7 @@ from stylegan.atomic import atomic_torch_save
 from stylegan.checkpoints import safe_torch_load
 from stylegan.errors import UserError
 from stylegan.networks import Generator
+from stylegan.sampling.sources import FixedLatent
 
 LATENT_FORMAT = "stylegan-latent"
 LATENT_VERSION = 1
@@ -64,6 +65,10 @@ class Latent:
         """A short label for file names: the file's stem (``face003``)."""
         return self.path.stem if self.path is not None else str(self.meta.get("name", "latent"))
 
+    def as_source(self) -> FixedLatent:
+        """This face as a figure source for :mod:`stylegan.sampling` (wherever a seed goes)."""
+        return FixedLatent(ws=self.ws, noise=tuple(self.noise), name=self.name)
+
 
 def save_latent(
     path: str | os.PathLike, ws: Tensor, noise: list[Tensor], meta: dict[str, Any]
@@ -82,8 +87,11 @@ def save_latent(
     return atomic_torch_save(payload, path)
 
 
-def load_latent(path: str | os.PathLike, generator: Generator | None = None) -> Latent:
-    """Read a latent file; with ``generator``, also :func:`check_latent` it against that one."""
+def load_latent(
+    path: str | os.PathLike, generator: Generator | None = None, *, fingerprint: str | None = None
+) -> Latent:
+    """Read a latent file; with ``generator``, also :func:`check_latent` it against that one
+    (``fingerprint``: the generator's, when already computed)."""
     path = Path(path)
     payload = safe_torch_load(path, what="latent file")
     if not isinstance(payload, dict) or payload.get("format") != LATENT_FORMAT:
@@ -93,7 +101,7 @@ def load_latent(path: str | os.PathLike, generator: Generator | None = None) -> 
         raise LatentError(f"{path}: latent format version {version!r} is newer than this reads")
     latent = Latent(ws=payload["ws"], noise=list(payload["noise"]), meta=payload["meta"], path=path)
     if generator is not None:
-        check_latent(latent, generator)
+        check_latent(latent, generator, fingerprint)
     return latent
 
 

@@ -6,6 +6,7 @@ One concern per module, each depending only on the ones above it:
   split and per-layer ψ.
 - ``seeds``: seeds -> latents and per-seed noise (the reproducibility contract).
 - ``render``: ws or seeds -> images in batches of a fixed shape; noise modes.
+- ``sources``: a figure's faces: seeds or fixed latents (projected real faces) -> ws and noise.
 - ``figures``: the figures as tensors (truncation sweep, mixing grid, noise, interpolation).
 - ``files``: file names and PNG / GIF / MP4 writing; never runs a generator.
 
@@ -20,6 +21,7 @@ from stylegan.sampling.figures import (
     check_figures,
     check_noise_draws,
     check_space,
+    check_space_sources,
     check_steps,
     interpolation_frames,
     interpolation_steps,
@@ -72,10 +74,20 @@ from stylegan.sampling.seeds import (
     noise_for_seeds,
     noise_modules,
 )
+from stylegan.sampling.sources import (
+    FixedLatent,
+    Source,
+    check_sources,
+    noise_args,
+    source_label,
+    source_ws,
+)
 
 __all__ = [
     "FIGURES",
     "LAYER_RANGES",
+    "FixedLatent",
+    "Source",
     "check_batch_size",
     "check_faces_output",
     "check_figures",
@@ -84,7 +96,9 @@ __all__ = [
     "check_noise_mode",
     "check_seed",
     "check_seeds",
+    "check_sources",
     "check_space",
+    "check_space_sources",
     "check_steps",
     "faces_name",
     "generate_images",
@@ -100,6 +114,7 @@ __all__ = [
     "mix_layers",
     "mixing_specs",
     "mp4_available",
+    "noise_args",
     "noise_figures",
     "noise_for_seeds",
     "noise_layer_split",
@@ -111,6 +126,8 @@ __all__ = [
     "save_mp4",
     "seeds_label",
     "slerp",
+    "source_label",
+    "source_ws",
     "std_image",
     "style_mixing_grid",
     "style_mixing_ws",

@@ -18,6 +18,7 @@ from stylegan.networks import Generator
 from stylegan.sampling.layers import noise_layer_split
 from stylegan.sampling.render import map_latents, render_ws
 from stylegan.sampling.seeds import latents_for_seeds
+from stylegan.sampling.sources import FixedLatent, Source, noise_args, source_ws
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,15 @@ def check_space(space: str) -> str:
     if space not in SPACES:
         raise ConfigError(f"interpolation.space must be z or w, got {space!r}")
     return space
+
+
+def check_space_sources(space: str, faces: Sequence[object]) -> None:
+    """``space=z`` needs seeds: a latent file holds ws, not a z."""
+    if space == "z" and any(isinstance(f, FixedLatent | str) for f in faces):
+        raise ConfigError(
+            "interpolation.space=z needs seeds; a projected latent has no z: use "
+            "interpolation.space=w"
+        )
 
 
 def check_noise_draws(draws: int) -> int:
@@ -109,8 +119,8 @@ def mix_layers(ws_src: Tensor, ws_dst: Tensor, layers: Sequence[int]) -> Tensor:
 @torch.no_grad()
 def style_mixing_ws(
     generator: Generator,
-    sources: Sequence[int],
-    destinations: Sequence[int],
+    sources: Sequence[Source],
+    destinations: Sequence[Source],
     layers: Sequence[int],
     *,
     psi: float | Sequence[float] = 1.0,
@@ -118,9 +128,11 @@ def style_mixing_ws(
     batch_size: int = 32,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """(ws_src [S, L, D], ws_dst [R, L, D], cells [R * S, L, D]): cell (r, s) is destination r
-    with the ws of ``layers`` taken from source s (row-major: destination r, then source s)."""
-    z = latents_for_seeds([*sources, *destinations], generator.z_dim)
-    ws = map_latents(generator, z, psi=psi, cutoff=cutoff, batch_size=batch_size)
+    with the ws of ``layers`` taken from source s (row-major: destination r, then source s).
+    Sources and destinations are seeds or fixed latents (:mod:`.sources`)."""
+    ws = source_ws(
+        generator, [*sources, *destinations], psi=psi, cutoff=cutoff, batch_size=batch_size
+    )
     ws_src, ws_dst = ws[: len(sources)], ws[len(sources) :]
     cells = mix_layers(ws_src[None], ws_dst[:, None], layers)  # [R, S, L, D]
     return ws_src, ws_dst, cells.flatten(0, 1)
@@ -129,8 +141,8 @@ def style_mixing_ws(
 @torch.no_grad()
 def style_mixing_grid(
     generator: Generator,
-    sources: Sequence[int],
-    destinations: Sequence[int],
+    sources: Sequence[Source],
+    destinations: Sequence[Source],
     layers: Sequence[int],
     *,
     psi: float | Sequence[float] = 1.0,
@@ -149,14 +161,14 @@ def style_mixing_grid(
     ws_src, ws_dst, cells = style_mixing_ws(
         generator, sources, destinations, layers, psi=psi, cutoff=cutoff, batch_size=batch_size
     )
-    noise_seeds = [*sources, *destinations, *(d for d in destinations for _ in sources)]
+    rows = [*sources, *destinations, *(d for d in destinations for _ in sources)]
     images = render_ws(
         generator,
         torch.cat([ws_src, ws_dst, cells]),
         resolution=resolution,
         noise_mode=noise_mode,
-        noise_seeds=noise_seeds,
         batch_size=batch_size,
+        **noise_args(rows),
     )
     S, R = len(sources), len(destinations)
     src, dst, mixed = images[:S], images[S : S + R], images[S + R :].unflatten(0, (R, S))
@@ -223,7 +235,7 @@ def interpolation_steps(num_seeds: int, steps: int) -> list[tuple[int, float]]:
 @torch.no_grad()
 def interpolation_frames(
     generator: Generator,
-    seeds: Sequence[int],
+    seeds: Sequence[Source],
     *,
     space: str = "w",
     steps: int = 30,
@@ -236,24 +248,26 @@ def interpolation_frames(
     """Frames [(len(seeds) - 1) * steps + 1, C, r, r] along seeds[0] -> seeds[1] -> ...
 
     ``space="z"``: slerp between the seeds' z, then map and truncate; ``space="w"``: lerp between
-    their truncated ws. Random noise is the first seed's in every frame (no flicker).
+    their truncated ws (a seed or a fixed latent, :mod:`.sources`; ``z`` needs seeds). Random
+    noise is the first face's in every frame (no flicker).
     """
     space = check_space(space)
-    z = latents_for_seeds(seeds, generator.z_dim)
     path = interpolation_steps(len(seeds), steps)
     if space == "z":
+        check_space_sources(space, seeds)
+        z = latents_for_seeds(seeds, generator.z_dim)
         zs = torch.cat([slerp(z[k : k + 1], z[k + 1 : k + 2], t) for k, t in path])
         ws = map_latents(generator, zs, psi=psi, cutoff=cutoff, batch_size=batch_size)
     else:
-        keys = map_latents(generator, z, psi=psi, cutoff=cutoff, batch_size=batch_size)
+        keys = source_ws(generator, seeds, psi=psi, cutoff=cutoff, batch_size=batch_size)
         ws = torch.cat([torch.lerp(keys[k : k + 1], keys[k + 1 : k + 2], t) for k, t in path])
     return render_ws(
         generator,
         ws,
         resolution=resolution,
         noise_mode=noise_mode,
-        noise_seeds=[seeds[0]] * ws.shape[0],
         batch_size=batch_size,
+        **noise_args([seeds[0]] * ws.shape[0]),
     )
 
 

@@ -26,6 +26,7 @@ from stylegan.atomic import atomic_path
 from stylegan.errors import ConfigError
 from stylegan.imaging import save_grid, save_png, to_uint8
 from stylegan.sampling.layers import layer_label
+from stylegan.sampling.sources import Source, source_label
 
 MAX_FPS = 100  # GIF frame durations are in 10 ms units: faster is not representable
 
@@ -42,13 +43,21 @@ def psi_label(psi: float | Sequence[float]) -> str:
     return "psi-perlayer" if isinstance(psi, Sequence) else f"psi{_fmt(psi)}"
 
 
-def seeds_label(seeds: Sequence[int], *, path: bool = False) -> str:
-    """``seeds0-5`` for a contiguous run, ``seeds3_7_9`` otherwise; ``path``: ``seeds0-1-2``."""
-    seeds = list(seeds)
+def seeds_label(seeds: Sequence[Source], *, path: bool = False) -> str:
+    """``seeds0-5`` for a contiguous run, ``seeds3_7_9`` otherwise; ``path``: ``seeds0-1-2``.
+    A projected face (:class:`~stylegan.sampling.sources.FixedLatent`) shows its name:
+    ``seeds0_face003``."""
+    seeds = [s if isinstance(s, int) else source_label(s) for s in seeds]
     if path:
         return "seeds" + "-".join(map(str, seeds))
     if len(seeds) == 1:
         return f"seed{seeds[0]}"
+    if not all(isinstance(s, int) for s in seeds):
+        return (
+            "seeds"
+            + "_".join(map(str, seeds[:6]))
+            + (f"_etc{len(seeds)}" if len(seeds) > 6 else "")
+        )
     if seeds == list(range(seeds[0], seeds[0] + len(seeds))):
         return f"seeds{seeds[0]}-{seeds[-1]}"
     if len(seeds) > 6:

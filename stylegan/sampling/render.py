@@ -55,8 +55,8 @@ def synthesize(
     """ws [N, num_ws, w_dim] -> images [N, C, r, r] (float, generator's device), alpha 1.
 
     ``noise_mode="random"`` uses the per-seed noise of ``noise_seeds`` (one per row, required)
-    and ``noise_draws``; a row whose ``row_noise_maps`` entry is a list of maps (one
-    [1, 1, r_i, r_i] per layer, as a projected latent stores) gets those instead of its seed's.
+    and ``noise_draws``; a row with ``row_noise_maps[n]`` (one map [1, 1, r_i, r_i] per layer,
+    zeros past its end: a projected face's own noise) uses those maps instead.
     ``noise_layers`` restricts noise (random or const) to those layer indices for every row
     (None = all layers); ``row_noise_layers`` does the same per row (one entry per row, None =
     all layers) and overrides it.
@@ -85,9 +85,8 @@ def synthesize(
         if noise_seeds is None or len(noise_seeds) != N:
             raise ValueError("noise_mode='random' needs one noise seed per image")
         maps = list(noise_for_seeds(generator, noise_seeds, resolution=res, draws=noise_draws))
-        for row, own in enumerate(row_noise_maps or []):
-            for i in range(len(maps) if own is not None else 0):
-                maps[i][row] = own[i][0].to(maps[i].dtype)
+        if row_noise_maps is not None:
+            _use_row_maps(maps, row_noise_maps)
     if row_noise_layers is not None:
         for i, noise in enumerate(maps):
             rows = [layers is None or i in layers for layers in row_noise_layers]
@@ -98,6 +97,15 @@ def synthesize(
                 maps[i] = noise * keep.view(N, 1, 1, 1)
     with added_noise(modules, maps):
         return generator.synthesis(ws, resolution=res, noise_mode="none")
+
+
+def _use_row_maps(maps: list[Tensor], row_maps: Sequence[Sequence[Tensor] | None]) -> None:
+    """Replace row n of every layer's map [N, 1, r, r] by ``row_maps[n]`` (zeros past its end)."""
+    for n, given in enumerate(row_maps):
+        if given is None:
+            continue
+        for i, layer in enumerate(maps):
+            layer[n] = given[i].reshape(layer.shape[1:]) if i < len(given) else 0.0
 
 
 def _pad(rows: Tensor | list, size: int) -> Tensor | list:
