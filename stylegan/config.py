@@ -281,6 +281,54 @@ class ProjectConfig:
 
 
 # ----------------------------------------------------------------------------------------------
+# explore.py (conf/explore.yaml).
+
+
+@dataclass
+class ServerConfig:
+    host: str = MISSING
+    port: int | None = MISSING
+
+
+@dataclass
+class ExploreStartConfig:
+    seed: int = MISSING
+    grid: int = MISSING
+    max_grid: int = MISSING
+    psi: float = MISSING
+    cutoff: int | None = MISSING
+    noise: str = MISSING
+    mixing: list[int] = MISSING
+
+
+@dataclass
+class UploadConfig:
+    max_bytes: int = MISSING
+    max_pixels: int = MISSING
+
+
+@dataclass
+class ExploreProjectionConfig:
+    mode: str = MISSING
+    steps: int = MISSING
+    distance: Any = MISSING  # a name or {name: weight} (checked by stylegan.projection)
+
+
+@dataclass
+class ExploreConfig:
+    """``conf/explore.yaml``."""
+
+    ckpt: str = MISSING
+    device: str = MISSING
+    batch_size: int = MISSING
+    out_dir: str = MISSING
+    server: ServerConfig = field(default_factory=ServerConfig)
+    start: ExploreStartConfig = field(default_factory=ExploreStartConfig)
+    upload: UploadConfig = field(default_factory=UploadConfig)
+    projection: ExploreProjectionConfig = field(default_factory=ExploreProjectionConfig)
+
+
+# ----------------------------------------------------------------------------------------------
 # attributes.py (conf/attributes.yaml).
 
 
@@ -361,6 +409,7 @@ SCHEMAS: dict[tuple[str, str], type] = {
     ("schema", "train"): TrainConfig,
     ("schema", "fid"): FidConfig,
     ("schema", "sample"): SampleConfig,
+    ("schema", "explore"): ExploreConfig,
     ("schema", "attributes"): AttributesConfig,
     ("schema", "project"): ProjectConfig,
     ("schema", "stage"): StageConfig,

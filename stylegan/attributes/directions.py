@@ -138,6 +138,22 @@ def shift_ws(ws: Tensor, direction: Tensor, shift: float | Tensor) -> Tensor:
     return ws + shift * direction.to(ws.device, ws.dtype).view(1, 1, -1)
 
 
+def edited_ws(
+    G,
+    ws: Tensor,
+    moves: Sequence[tuple[Tensor, float | Tensor]],
+    *,
+    psi: float | Sequence[float] = 1.0,
+    cutoff: int | None = None,
+) -> Tensor:
+    """Untruncated ws [N, num_ws, w_dim] moved by each ``(direction, shift)`` of ``moves`` in
+    turn (a shift is a number or [N], in w units), then truncated: an edit is made before the
+    truncation, so ψ pulls the edited face towards the mean as it would any other."""
+    for direction, shift in moves:
+        ws = shift_ws(ws, direction, shift)
+    return G.truncate(ws, truncation_psi=psi, truncation_cutoff=cutoff)
+
+
 @torch.no_grad()
 def edit_images(
     G,
@@ -159,8 +175,7 @@ def edit_images(
     S, K = len(seeds), len(strengths)
     rows = ws.repeat_interleave(K, dim=0)
     shifts = torch.tensor([float(s) * scale for s in strengths]).repeat(S)
-    edited = G.truncate(shift_ws(rows, direction, shifts), truncation_psi=psi,
-                        truncation_cutoff=cutoff)  # fmt: skip
+    edited = edited_ws(G, rows, [(direction, shifts)], psi=psi, cutoff=cutoff)
     noise = sampling.noise_args([s for s in seeds for _ in range(K)])
     return sampling.render_ws(G, edited, resolution=resolution, noise_mode=noise_mode,
                               batch_size=batch_size, **noise)  # fmt: skip

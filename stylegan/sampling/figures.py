@@ -108,6 +108,14 @@ def truncation_sweep(
     )
 
 
+def mix_layers(ws_src: Tensor, ws_dst: Tensor, layers: Sequence[int]) -> Tensor:
+    """``ws_dst`` [..., L, D] with the ws of ``layers`` taken from ``ws_src`` (broadcast against
+    it): the style-mixing cell. The explorer mixes single faces with it, the figure whole grids."""
+    mask = torch.zeros(ws_dst.shape[-2], dtype=torch.bool, device=ws_dst.device)
+    mask[list(layers)] = True
+    return torch.where(mask[:, None], ws_src, ws_dst)
+
+
 @torch.no_grad()
 def style_mixing_ws(
     generator: Generator,
@@ -126,9 +134,7 @@ def style_mixing_ws(
         generator, [*sources, *destinations], psi=psi, cutoff=cutoff, batch_size=batch_size
     )
     ws_src, ws_dst = ws[: len(sources)], ws[len(sources) :]
-    mask = torch.zeros(generator.num_ws, dtype=torch.bool, device=ws_src.device)
-    mask[list(layers)] = True
-    cells = torch.where(mask[None, None, :, None], ws_src[None], ws_dst[:, None])  # [R, S, L, D]
+    cells = mix_layers(ws_src[None], ws_dst[:, None], layers)  # [R, S, L, D]
     return ws_src, ws_dst, cells.flatten(0, 1)
 
 

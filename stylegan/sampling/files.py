@@ -162,6 +162,14 @@ def check_faces_output(grid_max: int, save_individual: bool) -> None:
         raise ConfigError("grid_max=0 and save_individual=false: faces would write nothing")
 
 
+def faces_name(
+    *, seed: int, n: int, psi: float | Sequence[float], cutoff: int | None, noise_mode: str
+) -> str:
+    """``faces_seed0_n64_psi0.7[_cutoff8][_noise-const]``: the faces figure's file stem."""
+    suffix = _suffix(_effective_cutoff(psi, cutoff), noise_mode)
+    return f"faces_seed{seed}_n{n}_{psi_label(psi)}{suffix}"
+
+
 def write_faces(
     batches: Iterable[Tensor],
     out_dir: Path,
@@ -182,8 +190,7 @@ def write_faces(
     Consumes the batches one at a time, so ``n`` can be large; ``progress=None`` shows a bar on a
     terminal only.
     """
-    suffix = _suffix(_effective_cutoff(psi, cutoff), noise_mode)
-    name = f"faces_seed{seed}_n{n}_{psi_label(psi)}{suffix}"
+    name = faces_name(seed=seed, n=n, psi=psi, cutoff=cutoff, noise_mode=noise_mode)
     grid_count = min(n, max(0, grid_max))
     grid: list[Tensor] = []
     written: list[Path] = []
