@@ -10,12 +10,12 @@ one-line exit-2 error.
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import main_in_process
 from hydra import compose, initialize_config_dir
 from PIL import Image
 
@@ -350,12 +350,13 @@ def test_project_cli_bad_image_is_one_line_exit_2(files, tmp_path, monkeypatch, 
 
     wide = tmp_path / "wide.png"
     Image.new("RGB", (400, 100)).save(wide)
-    argv = ["project.py", f"ckpt={files['gen']}", f"image={wide}", f"out_dir={tmp_path / 'out'}",
-            f"hydra.run.dir={tmp_path / 'run'}"]  # fmt: skip
-    monkeypatch.setattr(sys, "argv", argv)
-    with pytest.raises(SystemExit) as exit_info:
-        project.main()
-    assert exit_info.value.code == 2
-    lines = capsys.readouterr().err.strip().splitlines()
+    # main_in_process leaves Hydra's logging alone: a job-logging handler configured here would
+    # outlive the test and print into later tests' captured stderr.
+    status, lines = main_in_process(
+        monkeypatch, capsys, project,
+        f"ckpt={files['gen']}", f"image={wide}", f"out_dir={tmp_path / 'out'}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )  # fmt: skip
+    assert status == 2
     assert len(lines) == 1 and lines[0].startswith("error: ") and "not a face frame" in lines[0]
     assert not (tmp_path / "out").exists()

@@ -361,7 +361,7 @@ def test_bad_input_is_one_line_error_not_a_traceback(args, message, tmp_path, mo
     assert status == 2
     lines = [line for line in lines if line.strip()]
     assert lines[-1].startswith("error: ") and message in lines[-1], lines
-    assert not any("Traceback" in line for line in lines)
+    assert not any("Traceback" in line for line in lines), lines
 
 
 # ---------------------------------------------------------------------------- DDP
