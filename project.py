@@ -45,6 +45,8 @@ def read_options(cfg: DictConfig) -> ProjectConfig:
     projection.check_mode(opts.mode)
     opts.distance = projection.parse_distance(opts.distance)
     schedule(opts, steps=opts.steps)  # the ranges of the schedule's values
+    if opts.batch_size < 1:
+        raise ConfigError(f"batch_size must be an integer >= 1, got {opts.batch_size}")
     if opts.video:
         if opts.video_every < 1:
             raise ConfigError(f"video_every must be an integer >= 1, got {opts.video_every}")
@@ -85,22 +87,27 @@ def project_images(cfg: DictConfig) -> list[Path]:
         log.info("mp4 skipped: imageio-ffmpeg is not installed (pip install imageio-ffmpeg)")
     out_dir = Path(opts.out_dir)
     written: list[Path] = []
-    for path, name, target in zip(paths, output_names(paths), targets, strict=True):
-        result = projection.project(
-            G, target, mode=opts.mode, steps=opts.steps, distance=distance, resolution=res,
-            schedule=sched, seed=opts.seed, show_bar=opts.progress,
+    names = output_names(paths)
+    for start in range(0, len(paths), opts.batch_size):
+        batch = slice(start, start + opts.batch_size)
+        results = projection.project_batch(
+            G, torch.stack(targets[batch]), mode=opts.mode, steps=opts.steps, distance=distance,
+            resolution=res, schedule=sched, seed=opts.seed, show_bar=opts.progress,
             record_every=opts.video_every if opts.video else 0, fingerprint=fingerprint,
         )  # fmt: skip
-        result.meta["source"] = str(path)
-        files = write_projection(
-            out_dir, name, target=target, projection=result, video=opts.video, fps=opts.fps,
-            mp4=mp4,
-        )  # fmt: skip
-        print(
-            f"{path.name}: mode {opts.mode}, {result.meta['distance']} distance "
-            f"{result.distance:.4f}, PSNR {result.psnr:.2f} dB -> {files[0]}"
-        )
-        written += files
+        for path, name, target, result in zip(
+            paths[batch], names[batch], targets[batch], results, strict=True
+        ):
+            result.meta["source"] = str(path)
+            files = write_projection(
+                out_dir, name, target=target, projection=result, video=opts.video, fps=opts.fps,
+                mp4=mp4,
+            )  # fmt: skip
+            print(
+                f"{path.name}: mode {opts.mode}, {result.meta['distance']} distance "
+                f"{result.distance:.4f}, PSNR {result.psnr:.2f} dB -> {files[0]}"
+            )
+            written += files
     log.info("generator %s (%s, %dpx, fingerprint %s)", opts.ckpt, info["source"], res, fingerprint)
     return written
 

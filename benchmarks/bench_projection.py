@@ -13,7 +13,8 @@ Markdown table row per pair:
   optimised with is starred, so a choice is judged by the distances it was *not* optimised with;
 - attribute agreement: the share of the classifier's attributes on which the target and its
   projection fall on the same side of 0.5 (mean over faces; needs ``--classifier``);
-- seconds per face (wall clock: meaningless on a loaded machine).
+- seconds per face (wall clock of a batch of ``--batch`` faces projected side by side, divided
+  by its size; meaningless on a loaded machine).
 
 Asserts nothing. A smoke check: ``--n 2 --steps 5``.
 """
@@ -30,6 +31,7 @@ from stylegan import projection as P
 from stylegan.attributes.classifier import load_classifier
 from stylegan.checkpoints import load_generator
 from stylegan.data import CelebADataModule
+from stylegan.imaging import save_grid
 
 
 def held_out_faces(data: str, holdout: int, n: int, split: str) -> tuple[list[Path], object]:
@@ -61,6 +63,9 @@ def main() -> None:
     parser.add_argument("--classifier", default=None, help="classifier.pt at G's resolution")
     parser.add_argument("--lpips-weights", default=None, help="vgg16-397923af.pth (lpips)")
     parser.add_argument("--w-avg-samples", type=int, default=10000)
+    parser.add_argument("--batch", type=int, default=25, help="faces projected side by side")
+    parser.add_argument("--save", default=None, help="a PNG: target | projection of each run")
+    parser.add_argument("--save-columns", type=int, default=8, help="pairs per row of --save")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
@@ -82,25 +87,30 @@ def main() -> None:
     header = ["distance", "mode", "PSNR dB", *evaluate, "attr. agreement", "s/face"]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
+    pairs: list[torch.Tensor] = []
     for name in args.distances:
         distance = P.build_distance(name, **common)
         for mode in args.modes:
             psnrs, agree, seconds = [], [], []
             judged: dict[str, list[float]] = {j: [] for j in evaluate}
-            for target in targets:
+            for first in range(0, len(targets), args.batch):
+                batch = torch.stack(targets[first : first + args.batch])
                 start = time.perf_counter()
-                result = P.project(
-                    G, target, mode=mode, steps=args.steps, distance=distance,
+                results = P.project_batch(
+                    G, batch, mode=mode, steps=args.steps, distance=distance,
                     schedule=schedule, fingerprint=fingerprint,
                 )  # fmt: skip
-                seconds.append(time.perf_counter() - start)
-                psnrs.append(result.psnr)
-                t, p = target[None].to(args.device), result.image[None].to(args.device)
-                with torch.no_grad():
-                    for j, judge in judges.items():
-                        judged[j].append(float(judge(p, judge.prepare(t)).sum()))
-                if classifier is not None:
-                    agree.append(agreement(classifier, t[0], p[0]))
+                seconds.append((time.perf_counter() - start) / len(batch))
+                for target, result in zip(batch, results, strict=True):
+                    psnrs.append(result.psnr)
+                    t, p = target[None].to(args.device), result.image[None].to(args.device)
+                    with torch.no_grad():
+                        for j, judge in judges.items():
+                            judged[j].append(float(judge(p, judge.prepare(t)).sum()))
+                    if classifier is not None:
+                        agree.append(agreement(classifier, t[0], p[0]))
+                    if args.save:
+                        pairs.append(torch.stack([target, result.image]))
             cells = [
                 name, mode, f"{sum(psnrs) / len(psnrs):.2f}",
                 *(f"{sum(v) / len(v):.4f}" + ("*" if j == name else "") for j, v in judged.items()),
@@ -108,6 +118,9 @@ def main() -> None:
                 f"{sum(seconds) / len(seconds):.1f}",
             ]  # fmt: skip
             print("| " + " | ".join(cells) + " |", flush=True)
+    if args.save and pairs:
+        # rows: one per face and run, target | projection, the runs in table order
+        save_grid(torch.cat(pairs).clamp(-1, 1), args.save, nrow=2 * args.save_columns)
 
 
 if __name__ == "__main__":

@@ -271,6 +271,7 @@ class ProjectConfig:
     crop: CropConfig = field(default_factory=CropConfig)
     schedule: ProjectionScheduleConfig = field(default_factory=ProjectionScheduleConfig)
     seed: int = MISSING
+    batch_size: int = MISSING
     video: bool = MISSING
     video_every: int = MISSING
     fps: float = MISSING

@@ -136,6 +136,45 @@ def test_w_plus_projection_has_one_w_per_layer_and_approaches_the_face():
     assert result.mode == "w_plus" and result.meta["mode"] == "w_plus"
 
 
+@pytest.mark.parametrize("mode", ["w", "w_plus"])
+def test_a_batch_projects_each_face_as_it_would_alone(mode):
+    """project_batch on three different faces returns, for each, what project finds for that
+    face alone with its seed: the faces share only the passes, never the optimisation
+    (per-face noise regularisation, normalisation and random draws)."""
+    G = tiny_generator(noise_strength=0.5)
+    targets = torch.stack([P.optimizer.render_projection(
+        G, G.mapping(sampling.latents_for_seeds([s], G.z_dim))[:, None].expand(1, G.num_ws, -1),
+        [], RES)[0] for s in (3, 4, 5)])  # fmt: skip
+    schedule = P.Schedule(w_avg_samples=200)
+    together = P.project_batch(G, targets, mode=mode, steps=25, distance="pixels",
+                               schedule=schedule, seed=[1, 2, 3])  # fmt: skip
+    for target, batched, seed in zip(targets, together, [1, 2, 3], strict=True):
+        alone = P.project(G, target, mode=mode, steps=25, distance="pixels", schedule=schedule,
+                          seed=seed)  # fmt: skip
+        assert batched.meta["seed"] == seed
+        torch.testing.assert_close(batched.ws, alone.ws, rtol=1e-4, atol=1e-4)
+        for a, b in zip(batched.noise, alone.noise, strict=True):
+            assert a.shape == b.shape == (1, 1, *a.shape[-2:])
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+        assert batched.history == pytest.approx(alone.history, rel=1e-4, abs=1e-6)
+        assert batched.psnr == pytest.approx(alone.psnr, rel=1e-4)
+    assert len({round(r.psnr, 3) for r in together}) == 3  # three different faces
+
+
+def test_noise_regularization_per_face_is_each_face_alone():
+    gen = torch.Generator().manual_seed(5)
+    maps = [torch.randn(3, 1, r, r, generator=gen) for r in (4, 8, 16)]
+    per_face = P.noise_regularization_per_face(maps)
+    assert per_face.shape == (3,)
+    for i in range(3):
+        alone = _official_noise_reg([m[i, 0].double().numpy() for m in maps])
+        assert float(per_face[i]) == pytest.approx(alone, rel=1e-5)
+    P.normalize_noise_(maps)
+    for m in maps:
+        assert m.mean(dim=(1, 2, 3)).abs().max() < 1e-6
+        torch.testing.assert_close(m.square().mean(dim=(1, 2, 3)), torch.ones(3))
+
+
 def test_start_is_the_tracked_w_avg_and_w_std_the_official_spread():
     G = tiny_generator()
     mean, std = P.optimizer.w_statistics(G, 300)

@@ -63,7 +63,7 @@ class Distance(nn.Module):
         return super().train(False)
 
     def prepare(self, target: Tensor) -> object:
-        """What ``forward`` compares with, from target images [1, 3, r, r]."""
+        """What ``forward`` compares with, from target images [N, 3, r, r] (one per image)."""
         return target.detach()
 
     def forward(self, images: Tensor, prepared: object) -> Tensor:

@@ -89,28 +89,38 @@ def check_mode(mode: str) -> str:
     return mode
 
 
-def noise_regularization(noise_maps: Sequence[Tensor]) -> Tensor:
-    """projector.py's noise regulariser: for each map [1, 1, H, W] and each level of its 2x2
-    average-pooled pyramid (stopping after the level of side <= 8), add the squared mean of
-    ``noise * roll(noise, 1)`` along x and along y (circular shifts)."""
-    reg = torch.zeros((), device=noise_maps[0].device if noise_maps else None)
+def noise_regularization_per_face(noise_maps: Sequence[Tensor]) -> Tensor:
+    """projector.py's noise regulariser of each face, [N]: for each map [N, 1, H, W] and each
+    level of its 2x2 average-pooled pyramid (stopping after the level of side <= 8), add the
+    squared mean of ``noise * roll(noise, 1)`` along x and along y (circular shifts), the means
+    taken over each face's map alone."""
+    if not noise_maps:
+        return torch.zeros(1)
+    reg = torch.zeros(noise_maps[0].shape[0], device=noise_maps[0].device)
     for noise in noise_maps:
-        noise = noise.reshape(1, 1, *noise.shape[-2:])
+        noise = noise.reshape(-1, 1, *noise.shape[-2:])
         while True:
-            reg = reg + (noise * torch.roll(noise, shifts=1, dims=3)).mean() ** 2
-            reg = reg + (noise * torch.roll(noise, shifts=1, dims=2)).mean() ** 2
+            reg = reg + (noise * torch.roll(noise, shifts=1, dims=3)).mean(dim=(1, 2, 3)) ** 2
+            reg = reg + (noise * torch.roll(noise, shifts=1, dims=2)).mean(dim=(1, 2, 3)) ** 2
             if noise.shape[2] <= MIN_REG_SIZE:
                 break
             noise = F.avg_pool2d(noise, kernel_size=2)
     return reg
 
 
+def noise_regularization(noise_maps: Sequence[Tensor]) -> Tensor:
+    """projector.py's noise regulariser of one face's maps [1, 1, H, W] (a scalar; the sum over
+    the faces for maps [N, 1, H, W])."""
+    return noise_regularization_per_face(noise_maps).sum()
+
+
 @torch.no_grad()
 def normalize_noise_(noise_maps: Sequence[Tensor]) -> None:
-    """projector.py after each step: every map to zero mean, unit mean square (in place)."""
+    """projector.py after each step: every face's map to zero mean, unit mean square (in place)."""
     for buf in noise_maps:
-        buf -= buf.mean()
-        buf *= buf.square().mean().rsqrt()
+        dims = tuple(range(1, buf.ndim))
+        buf -= buf.mean(dim=dims, keepdim=True)
+        buf *= buf.square().mean(dim=dims, keepdim=True).rsqrt()
 
 
 @torch.no_grad()
@@ -142,8 +152,8 @@ def start_w(generator: Generator, sample_mean: Tensor) -> Tensor:
 
 @dataclass
 class Result:
-    """What :func:`optimize` found: ws [num_ws, w_dim], noise maps [1, 1, r, r] per layer, the
-    distance of the final image, per-step distances and optionally recorded frames."""
+    """What :func:`optimize` found for one face: ws [num_ws, w_dim], noise maps [1, 1, r, r] per
+    layer, the distance of the final image, per-step distances and optionally recorded frames."""
 
     ws: Tensor
     noise: list[Tensor]
@@ -156,8 +166,8 @@ class Result:
 def render_projection(
     generator: Generator, ws: Tensor, noise: Sequence[Tensor], resolution: int
 ) -> Tensor:
-    """Image [N, 3, r, r] of ws [N, num_ws, w_dim] with the noise maps added to each layer
-    (differentiable in both: the projector's forward)."""
+    """Image [N, 3, r, r] of ws [N, num_ws, w_dim] with the noise maps ([N or 1, 1, r, r]) added
+    to each layer (differentiable in both: the projector's forward)."""
     modules = noise_modules(generator)[: generator.num_ws_at(resolution)]
     with added_noise(modules, list(noise)[: len(modules)]):
         return generator.synthesis(ws, resolution=resolution, noise_mode="none")
@@ -172,71 +182,90 @@ def optimize(
     mode: str,
     resolution: int,
     schedule: Schedule,
-    seed: int = 0,
+    seed: int | Sequence[int] = 0,
     progress: Callable[[int, int], None] | None = None,
     show_bar: bool = False,
     record_every: int = 0,
-) -> Result:
-    """Run projector.py's loop on ``target`` [1, 3, r, r] (in [-1, 1]); ``distance(images,
-    prepared) -> [N]`` compares images with the prepared target. ``seed`` draws the initial noise
-    maps and the w perturbations (CPU generator, so a run repeats on any device)."""
+) -> list[Result]:
+    """Run projector.py's loop on the faces ``target`` [N, 3, r, r] (in [-1, 1]) at once, one
+    :class:`Result` per face. ``distance(images, prepared) -> [N]`` compares each image with its
+    prepared target (``prepared`` is ``distance.prepare(target)``).
+
+    The faces are optimised side by side, not together: each has its own w (or ws) and noise
+    maps, its own random draws (a CPU generator seeded with ``seed`` or its own entry of
+    a list of seeds, so a face projects alike on
+    any device and in any batch), its own noise regularisation and normalisation, and Adam acts
+    element by element, so a batch only shares the forward and backward passes."""
     check_mode(mode)
     device = target.device
-    gen = torch.Generator().manual_seed(seed)
+    faces = int(target.shape[0])
+    seeds = [int(seed)] * faces if isinstance(seed, int) else [int(s) for s in seed]
+    if len(seeds) != faces:
+        raise ValueError(f"{len(seeds)} seeds for {faces} faces")
+    gens = [torch.Generator().manual_seed(s) for s in seeds]
     sample_mean, w_std = w_statistics(generator, schedule.w_avg_samples)
     w0 = start_w(generator, sample_mean).to(device)
     num_ws, active = generator.num_ws, generator.num_ws_at(resolution)
     layers = num_ws if mode == "w_plus" else 1
-    w_opt = w0[None, None, :].repeat(1, layers, 1).requires_grad_(True)  # [1, 1 | L, w_dim]
-    modules = noise_modules(generator)[:active]
-    noise = [
-        (torch.randn(1, 1, m.resolution, m.resolution, generator=gen) if schedule.optimize_noise
-         else torch.zeros(1, 1, m.resolution, m.resolution)).to(device).requires_grad_(
-            schedule.optimize_noise)
-        for m in modules
-    ]  # fmt: skip
+    w_opt = w0[None, None, :].repeat(faces, layers, 1).requires_grad_(True)  # [N, 1 | L, w_dim]
+    sides = [m.resolution for m in noise_modules(generator)[:active]]
+    if schedule.optimize_noise:
+        # each face draws its maps in layer order from its own generator, as a lone face would
+        drawn = [[torch.randn(1, 1, r, r, generator=g) for r in sides] for g in gens]
+        noise = [torch.cat([maps[i] for maps in drawn]) for i in range(len(sides))]
+    else:
+        noise = [torch.zeros(faces, 1, r, r) for r in sides]
+    noise = [n.to(device).requires_grad_(schedule.optimize_noise) for n in noise]
     params = [w_opt, *noise] if schedule.optimize_noise else [w_opt]
     optimizer = torch.optim.Adam(params, betas=(0.9, 0.999), lr=schedule.initial_lr)
-    history: list[float] = []
+    history: list[Tensor] = []
     frames: list[Tensor] = []
-    bar = tqdm(total=schedule.steps, unit="step", desc=f"project {mode}", disable=not show_bar)
+    desc = f"project {mode}" + (f" ({faces} faces)" if faces > 1 else "")
+    bar = tqdm(total=schedule.steps, unit="step", desc=desc, disable=not show_bar)
     with bar:
         for step in range(schedule.steps):
             lr = schedule.learning_rate(step)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             scale = schedule.w_noise_scale(step, w_std)
-            w_noise = torch.randn(w_opt.shape, generator=gen).to(device) * scale
-            ws = (w_opt + w_noise).expand(1, num_ws, -1) if layers == 1 else w_opt + w_noise
+            w_noise = torch.cat([torch.randn(1, *w_opt.shape[1:], generator=g) for g in gens])
+            w = w_opt + w_noise.to(device) * scale
+            ws = w.expand(faces, num_ws, -1) if layers == 1 else w
             images = render_projection(generator, ws, noise, resolution)
-            dist = distance(images, prepared).sum()
-            loss = dist
+            dist = distance(images, prepared)  # [N]
+            loss = dist.sum()
             if schedule.optimize_noise:
-                loss = loss + noise_regularization(noise) * schedule.regularize_noise_weight
+                reg = noise_regularization_per_face(noise).sum()
+                loss = loss + reg * schedule.regularize_noise_weight
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             if schedule.optimize_noise:
                 normalize_noise_(noise)
-            history.append(float(dist.detach()))
+            history.append(dist.detach().float().cpu())
             if record_every and step % record_every == 0:
-                frames.append(images.detach()[0].cpu())
-            bar.set_postfix(dist=f"{history[-1]:.4f}", refresh=False)
+                frames.append(images.detach().cpu())
+            bar.set_postfix(dist=f"{float(history[-1].mean()):.4f}", refresh=False)
             bar.update(1)
             if progress is not None:
                 progress(step + 1, schedule.steps)
     with torch.no_grad():
-        final_ws = w_opt.detach().expand(1, num_ws, -1) if layers == 1 else w_opt.detach()
+        final_ws = w_opt.detach().expand(faces, num_ws, -1) if layers == 1 else w_opt.detach()
         noise_out = [n.detach().clone() for n in noise]
         image = render_projection(generator, final_ws, noise_out, resolution)
-        final = float(distance(image, prepared).sum())
+        final = distance(image, prepared).float().cpu()
     if record_every:
-        frames.append(image[0].cpu())
-    return Result(
-        ws=final_ws[0].clone(),
-        noise=[n.cpu() for n in noise_out],
-        image=image[0].cpu(),
-        distance=final,
-        history=history,
-        frames=torch.stack(frames) if frames else None,
-    )
+        frames.append(image.cpu())
+    steps = torch.stack(history) if history else torch.zeros(0, faces)  # [steps, N]
+    video = torch.stack(frames, dim=1) if frames else None  # [N, F, 3, r, r]
+    return [
+        Result(
+            ws=final_ws[i].clone(),
+            noise=[n[i : i + 1].cpu() for n in noise_out],
+            image=image[i].cpu(),
+            distance=float(final[i]),
+            history=steps[:, i].tolist(),
+            frames=video[i] if video is not None else None,
+        )
+        for i in range(faces)
+    ]
