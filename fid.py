@@ -21,6 +21,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from stylegan import sampling
 from stylegan.checkpoints import load_generator
 from stylegan.cli import resolve_device, run_hydra_main, run_reporting_user_errors
 from stylegan.errors import ConfigError
@@ -48,6 +49,7 @@ def evaluate_fid(cfg: DictConfig) -> dict:
     if cfg.num_images < 2:
         raise ConfigError(f"num_images must be >= 2, got {cfg.num_images}")
     choice = MetricChoice.from_config(cfg.get("metrics"))
+    noise_mode = sampling.check_noise_mode(cfg.noise)
     device = resolve_device(cfg.device)
     # PPL's LPIPS weights are checked first: a missing file fails in a second, not after FID.
     lpips = load_lpips(choice.ppl.get("weights_path"), device=device) if choice.ppl else None
@@ -64,7 +66,9 @@ def evaluate_fid(cfg: DictConfig) -> dict:
 
     def generate(batch_size: int) -> torch.Tensor:
         z = torch.randn(batch_size, generator.z_dim, generator=gen).to(device)
-        return generator(z, resolution=resolution, truncation_psi=cfg.truncation_psi)
+        return generator(
+            z, resolution=resolution, truncation_psi=cfg.truncation_psi, noise_mode=noise_mode
+        )
 
     # The generator's per-pixel noise is drawn from the global RNG: seed it too (forked, so a
     # caller's RNG is left alone), or the value would depend on what consumed it before (imports

@@ -62,7 +62,7 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=10)
     parser.add_argument("--seeds", type=int, default=100, help="faces per edit")
     parser.add_argument("--strengths", type=float, nargs="+", default=[-3, -2, -1, 0, 1, 2, 3])
-    parser.add_argument("--faces", type=int, default=16, help="faces per conditional request")
+    parser.add_argument("--faces", type=int, default=16, help="faces per request (0: no requests)")
     parser.add_argument("--shift", type=float, default=1.0, help="conditional.shift")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -98,6 +98,8 @@ def main() -> None:
         print("| " + " | ".join(row) + " |", flush=True)
     edit_seconds = time.perf_counter() - start
     print(f"\nedits: {edit_seconds:.0f} s for {len(attributes)} attributes x 2\n")
+    if args.faces == 0:
+        return
     print("| request | drawn agreement | seeds per face | kept |")
     print("|---|---|---|---|")
     start, agreements = time.perf_counter(), []

@@ -145,6 +145,7 @@ class FidConfig:
     device: str = MISSING
     seed: int = MISSING
     truncation_psi: float = MISSING
+    noise: str = MISSING
     floor: bool = MISSING
     paths: Any = None
     data: Any = None  # DataConfig, named in conf/data/celeba.yaml

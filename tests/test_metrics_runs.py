@@ -228,3 +228,35 @@ def test_fid_py_prints_ppl_with_local_lpips_weights(smoke_run, celeba_root, tmp_
     assert expected["ppl_w_end"] != expected["ppl_z_end"]  # a swap of the two would show
     got = [float(x.split()[3]) for x in ppl]
     assert got == pytest.approx([expected["ppl_w_end"], expected["ppl_z_end"]], abs=0.006)
+
+
+def test_fid_py_noise_none_measures_the_noiseless_images(
+    smoke_run, celeba_root, tmp_path, monkeypatch, capsys
+):
+    """``noise=none`` scores exactly the images the generator renders without its noise inputs
+    (the same z): their features are what fid.py compares; ``noise=random`` (the default) scores
+    others. A bad value is one line."""
+    import fid
+    from stylegan.checkpoints import load_generator
+    from stylegan.metrics.feature_networks import TinyFeatureNet
+
+    G, _ = load_generator(smoke_run / "generator.pt")
+    args = [*_fid_args(smoke_run, celeba_root, tmp_path / "fid"), "metrics=fid", "floor=false"]
+    generated = {}
+    for noise in ("none", "random"):
+        nets = record_features(monkeypatch, fid)
+        fid.evaluate_fid(compose_config("fid", [*args, f"noise={noise}", f"paths.root_dir={ROOT}"]))
+        (net,) = nets
+        if net.images > 64:  # the first call extracts the held-out reals (then cached)
+            net.take(net.images - 64)
+        generated[noise] = net.take(64)
+    gen = torch.Generator().manual_seed(0)  # fid.py's latents: seed 0, drawn 8 at a time
+    with torch.no_grad():
+        z = [torch.randn(8, G.z_dim, generator=gen) for _ in range(8)]
+        by_hand = torch.cat([TinyFeatureNet()(G(c, noise_mode="none")) for c in z])
+    torch.testing.assert_close(generated["none"], by_hand, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(generated["random"], generated["none"])
+    status, lines = main_in_process(
+        monkeypatch, capsys, fid, f"ckpt={smoke_run / 'generator.pt'}", "noise=off"
+    )
+    assert status == 2 and len(lines) == 1 and "noise" in lines[0], lines
