@@ -40,7 +40,7 @@ from stylegan.attributes import (
     store_directions,
     train_classifier,
 )
-from stylegan.attributes.directions import generator_payload
+from stylegan.attributes.directions import METHODS, generator_payload
 from stylegan.attributes.separability import SEED_STRIDE, check_keep_fraction
 from stylegan.checkpoints import atomic_torch_save, load_generator
 from stylegan.cli import resolve_device, run_hydra_main, run_reporting_user_errors
@@ -135,6 +135,8 @@ def directions_mode(cfg: DictConfig, device: torch.device) -> dict:
     """Fit every attribute's direction in W and store them in the generator.pt."""
     o = cfg.directions
     check_keep_fraction(o.keep_fraction)
+    if o.method not in METHODS:
+        raise ConfigError(f"directions.method must be svm or mean, got {o.method!r}")
     if o.num_samples < 4:
         raise ConfigError(f"directions.num_samples must be >= 4, got {o.num_samples}")
     if cfg.get("ckpt"):
@@ -146,7 +148,8 @@ def directions_mode(cfg: DictConfig, device: torch.device) -> dict:
         batch_size=cfg.batch_size, desc="directions",
     )  # fmt: skip
     directions = fit_directions(
-        w, probs, classifier.attributes, keep_fraction=o.keep_fraction, resolution=res,
+        w, probs, classifier.attributes, keep_fraction=o.keep_fraction, method=o.method,
+        resolution=res,
         classifier=str(Path(cfg.classifier).resolve()),
     )  # fmt: skip
     path = store_directions(cfg.ckpt, directions)

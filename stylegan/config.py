@@ -358,6 +358,7 @@ class DirectionsConfig:
     num_samples: int = MISSING
     seed: int = MISSING
     keep_fraction: float = MISSING
+    method: str = MISSING
 
 
 @dataclass

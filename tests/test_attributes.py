@@ -262,15 +262,40 @@ def test_orthogonalize_against_hand_computed_directions():
     assert torch.allclose(orthogonalize(d, degenerate), torch.tensor([0.0, 1, 0]), atol=1e-6)
 
 
-def test_directions_recover_a_planted_normal_in_w():
+@pytest.mark.parametrize("method", ["svm", "mean"])
+def test_directions_recover_a_planted_normal_in_w(method):
     torch.manual_seed(0)
     w = torch.randn(300, 16) * 2 + 1
     u = torch.nn.functional.normalize(torch.randn(16), dim=0)
     probs = torch.sigmoid(4 * ((w - 1) @ u))[:, None]
-    d = fit_directions(w, probs, ["A"])
+    d = fit_directions(w, probs, ["A"], method=method)
+    assert d.method == method
     assert float(d.normals[0] @ u) > 0.95
+    # the boundary passes through the planted one's point w = 1 (the data's centre)
+    assert abs(float(torch.ones(16) @ d.normals[0] + d.offsets[0])) < 0.5
     assert float(d.scales[0]) == pytest.approx(float((w @ d.normals[0]).std()), rel=1e-5)
     assert float(d.scales[0]) == pytest.approx(2.0, rel=0.2)  # std of w along u
+
+
+def test_mean_direction_is_the_class_means_difference():
+    """method=mean: the normal is exactly the normalised difference of the classes' mean w, with
+    the boundary half way between them, and it points along the planted attribute."""
+    gen = torch.Generator().manual_seed(1)
+    w = torch.randn(400, 256, generator=gen)
+    u = torch.zeros(256)
+    u[0] = 1.0
+    probs = torch.sigmoid(3 * w[:, 0] + 0.5 * torch.randn(400, generator=gen))[:, None]
+    mean = fit_directions(w, probs, ["A"], method="mean", keep_fraction=1.0)
+    y = probs[:, 0] >= 0.5
+    lo, hi = w[~y].double().mean(0), w[y].double().mean(0)
+    expected = torch.nn.functional.normalize(hi - lo, dim=0).float()
+    torch.testing.assert_close(mean.normals[0], expected, rtol=1e-5, atol=1e-6)
+    assert float(mean.offsets[0]) == pytest.approx(
+        -float((lo + hi) / 2 @ (hi - lo) / (hi - lo).norm()), rel=1e-5
+    )
+    assert float(mean.normals[0] @ u) > 0.6  # 400 points in 256 dimensions: a noisy estimate
+    with pytest.raises(ConfigError, match=r"directions\.method"):
+        fit_directions(w, probs, ["A"], method="lda")
 
 
 def test_edits_on_a_planted_direction_are_monotonic_and_keep_what_is_kept(planted):

@@ -32,9 +32,9 @@ from torch import Tensor
 from stylegan import sampling
 from stylegan.atomic import atomic_torch_save
 from stylegan.attributes.labels import check_attribute
-from stylegan.attributes.separability import attribute_entropies
+from stylegan.attributes.separability import attribute_entropies, most_confident
 from stylegan.checkpoints import GENERATOR_FORMAT, safe_torch_load
-from stylegan.errors import UserError
+from stylegan.errors import ConfigError, UserError
 
 DIRECTIONS_KEY = "attribute_directions"
 
@@ -50,6 +50,7 @@ class Directions:
     num_samples: int = 0
     resolution: int = 0
     classifier: str = ""
+    method: str = "svm"  # how the normals were fitted (fit_directions)
 
     def to_payload(self) -> dict[str, Any]:
         return {
@@ -60,14 +61,30 @@ class Directions:
             "num_samples": int(self.num_samples),
             "resolution": int(self.resolution),
             "classifier": str(self.classifier),
+            "method": str(self.method),
         }
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> Directions:
-        return cls(**payload)
+        return cls(**{"method": "svm", **payload})  # files written before method was stored
 
     def index(self, name: str, what: str = "attribute") -> int:
         return self.attributes.index(check_attribute(name, self.attributes, what))
+
+
+METHODS = ("svm", "mean")
+
+
+def mean_difference_plane(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float] | None:
+    """The unit normal from the mean of the 0-labelled rows of ``x`` to the mean of the
+    1-labelled ones, and the offset that puts the boundary half way between them; None with one
+    class only."""
+    if y.min() == y.max():
+        return None
+    low, high = x[y == 0].mean(axis=0), x[y == 1].mean(axis=0)
+    normal = high - low
+    normal = normal / (np.linalg.norm(normal) or 1.0)
+    return normal, -float((low + high) / 2 @ normal)
 
 
 def fit_directions(
@@ -76,17 +93,32 @@ def fit_directions(
     attributes: Sequence[str],
     *,
     keep_fraction: float = 0.5,
+    method: str = "svm",
     **meta: Any,
 ) -> Directions:
-    """SVM normals in W of every attribute from mapped latents ``w`` [N, w_dim] and the
-    classifier's probabilities [N, A]. An attribute the classifier never (or always) sees gets a
-    zero normal: editing it is refused."""
-    _, planes = attribute_entropies(w.numpy(), probs.numpy(), keep_fraction=keep_fraction)
+    """Unit normals in W of every attribute from mapped latents ``w`` [N, w_dim] and the
+    classifier's probabilities [N, A], on the most confident ``keep_fraction`` per attribute.
+    ``method="svm"``: the linear SVM's normal (InterFaceGAN, and the separability metric's
+    hyperplane); ``"mean"``: the difference of the two classes' mean w (the way the faces with
+    the attribute differ from those without, on average, correlations included).
+    An attribute the classifier never (or always) sees gets a zero normal: editing it is
+    refused."""
+    if method not in METHODS:
+        raise ConfigError(f"directions.method must be svm or mean, got {method!r}")
     normals = np.zeros((len(attributes), w.shape[1]))
     offsets = np.zeros(len(attributes))
-    for a, plane in enumerate(planes):
-        if plane is not None:
-            normals[a], offsets[a] = plane.normal, plane.offset
+    if method == "svm":
+        _, planes = attribute_entropies(w.numpy(), probs.numpy(), keep_fraction=keep_fraction)
+        for a, plane in enumerate(planes):
+            if plane is not None:
+                normals[a], offsets[a] = plane.normal, plane.offset
+    else:
+        x, p = w.double().numpy(), probs.double().numpy()
+        for a in range(p.shape[1]):
+            kept = most_confident(p[:, a], keep_fraction)
+            found = mean_difference_plane(x[kept], (p[kept, a] >= 0.5).astype(np.int64))
+            if found is not None:
+                normals[a], offsets[a] = found
     normals_t = torch.from_numpy(normals).float()
     scales = (w.double() @ normals_t.double().T).std(dim=0).float()  # [A]
     return Directions(
@@ -95,6 +127,7 @@ def fit_directions(
         torch.from_numpy(offsets).float(),
         scales,
         num_samples=int(w.shape[0]),
+        method=method,
         **meta,
     )
 
