@@ -4,9 +4,11 @@ metric of the ``metrics`` group (default ``fid_kid``: KID ± its std over subset
 Examples:
     python fid.py ckpt=outputs/train/<date>/<time>/generator.pt data.root=/data/celeba
     python fid.py ckpt=... data.root=... metrics=all metrics.ppl.weights_path=~/vgg16-397923af.pth
+    python fid.py ckpt=... data.root=... metrics=separability \\
+        metrics.separability.classifier=outputs/attributes/<date>/<time>/classifier.pt
     python fid.py ckpt=.../checkpoints/last.ckpt data.root=... num_images=50000 device=cuda
     # against faces the run never trained on (it ran with data.holdout=1000), with the floor:
-    python fid.py ckpt=... data.root=../shared/celeba data.holdout=1000 data.subset=holdout \
+    python fid.py ckpt=... data.root=../shared/celeba data.holdout=1000 data.subset=holdout \\
         num_images=2000
 
 The generator renders at the resolution it was trained to; real images are prepared the same way
@@ -32,7 +34,14 @@ from stylegan.metrics import (
     load_feature_network,
 )
 from stylegan.metrics.ppl import load_lpips
-from stylegan.metrics.suite import MetricChoice, evaluate_generator, format_results, ppl_metrics
+from stylegan.metrics.suite import (
+    MetricChoice,
+    evaluate_generator,
+    format_results,
+    ppl_metrics,
+    separability_classifier,
+    separability_metrics,
+)
 
 # Absolute, so main() finds conf/ when this file is imported (tests), not only run as __main__.
 CONF_DIR = str(Path(__file__).resolve().parent / "conf")
@@ -41,7 +50,7 @@ CONF_DIR = str(Path(__file__).resolve().parent / "conf")
 def evaluate_fid(cfg: DictConfig) -> dict:
     """Returns ``{"fid", "floor", "num_images", "num_real", "resolution", "feature_network"}``
     and the keys of the other chosen metrics (``kid``, ``kid_std``, ``precision``, ``recall``,
-    ``ppl_w_end``, ...; see :func:`stylegan.metrics.suite.feature_metrics`).
+    ``ppl_w_end``, ``separability_z``, ...; see :mod:`stylegan.metrics.suite`).
 
     ``floor`` (with ``data.subset=holdout`` and ``floor=true``, else None) is the FID of as many
     real training images as generated ones against the same held-out statistics: what a perfect
@@ -55,6 +64,8 @@ def evaluate_fid(cfg: DictConfig) -> dict:
     lpips = load_lpips(choice.ppl.get("weights_path"), device=device) if choice.ppl else None
     generator, info = load_generator(cfg.ckpt, device=device)
     resolution = int(info["resolution"])
+    # So is the classifier: one trained at another resolution is refused before FID's minutes.
+    classifier = separability_classifier(choice, resolution=resolution, device=device)
     datamodule = instantiate(cfg.data, resolutions=[resolution])
     datamodule.prepare_data()
     datamodule.setup("fit")
@@ -94,6 +105,11 @@ def evaluate_fid(cfg: DictConfig) -> dict:
             result.update(
                 ppl_metrics(generator, lpips, choice=choice, seed=cfg.seed, device=device)
             )
+    if classifier is not None:
+        separability = separability_metrics(
+            generator, classifier, choice=choice, resolution=resolution
+        )
+        result.update(separability)
     floor = None
     if cfg.floor and datamodule.subset == "holdout":
         training_reals = instantiate(cfg.data, resolutions=[resolution], subset="train")

@@ -108,10 +108,17 @@ def separability_score(entropies: Sequence[float]) -> float:
     return float(np.exp(np.sum(entropies)))
 
 
-def check_keep_fraction(value: float) -> float:
+def check_keep_fraction(value: float, name: str = "keep_fraction") -> float:
     if not 0 < value <= 1:
-        raise ConfigError(f"keep_fraction must be in (0, 1], got {value}")
+        raise ConfigError(f"{name} must be in (0, 1], got {value}")
     return float(value)
+
+
+def check_num_samples(value: int, name: str = "num_samples") -> int:
+    """The fewest faces the metric accepts: 4."""
+    if value < 4:
+        raise ConfigError(f"{name} must be >= 4, got {value}")
+    return int(value)
 
 
 @torch.no_grad()
@@ -167,8 +174,7 @@ def linear_separability(
 ) -> dict:
     """The paper's metric in Z and in W for each run seed: ``{"z": [score per seed], "w": [...],
     "num_samples": N, "seeds": [...], "entropies_z"/"entropies_w": [[A] per seed]}``."""
-    if num_samples < 4:
-        raise ConfigError(f"num_samples must be >= 4, got {num_samples}")
+    num_samples = check_num_samples(num_samples)
     keep_fraction = check_keep_fraction(keep_fraction)
     result: dict = {"z": [], "w": [], "entropies_z": [], "entropies_w": []}
     for run in seeds:

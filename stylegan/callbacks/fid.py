@@ -12,7 +12,10 @@ itself off instead of failing the run.
 ``metrics`` (the ``metrics`` config group, :class:`stylegan.metrics.suite.MetricChoice`) adds KID
 (``metrics/kid``, ``metrics/kid_std``), precision and recall (``metrics/precision``,
 ``metrics/recall``) from the same generated features, and PPL (``metrics/ppl_w_end``, ...). PPL
-without local LPIPS weights is turned off the same way, with one warning.
+without local LPIPS weights is turned off the same way, with one warning. Linear separability
+(``metrics/separability_z``, ``metrics/separability_w``) is measured only while the generator
+is at the attribute classifier's resolution and fully faded in; at any other evaluation it is
+skipped (one warning per run), since the classifier only reads images of its own size.
 """
 
 from collections.abc import Iterator
@@ -30,7 +33,13 @@ from stylegan.metrics import (
     load_feature_network,
 )
 from stylegan.metrics.ppl import PerceptualNetworkUnavailable, load_lpips
-from stylegan.metrics.suite import MetricChoice, evaluate_generator, ppl_metrics
+from stylegan.metrics.suite import (
+    MetricChoice,
+    evaluate_generator,
+    ppl_metrics,
+    separability_classifier,
+    separability_metrics,
+)
 
 
 class CountedReals:
@@ -66,7 +75,7 @@ class FIDCallback(L.Callback):
         cache_dir: str = ".cache/fid",  # real-statistics cache
         best_ckpt_path: str | None = None,  # written when the FID improves; None = don't
         at_train_end: bool = True,  # also evaluate once when training ends
-        metrics: Any = None,  # the `metrics` config group: KID, precision/recall, PPL; None = FID
+        metrics: Any = None,  # the `metrics` group: KID, P&R, PPL, separability; None = FID alone
     ) -> None:
         self.every_images = round(every_kimg * 1000)
         self.num_images = num_images
@@ -83,9 +92,12 @@ class FIDCallback(L.Callback):
         self.history: list[tuple[int, float]] = []  # (images seen, fid)
         self.summary: str | None = None  # one line describing the latest evaluation
         self.choice = MetricChoice.from_config(metrics)
-        self.last: dict[str, float] = {}  # every metric of the latest evaluation
+        self.last: dict[str, Any] = {}  # every metric of the latest evaluation
         self._net: torch.nn.Module | None = None
         self._lpips: torch.nn.Module | None = None
+        # Loaded now: a wrong path fails when the run is built, not at its first evaluation.
+        self._classifier = separability_classifier(self.choice) if self.enabled else None
+        self._separability_warned = False
 
     # ------------------------------------------------------------------ lifecycle
     def on_fit_start(self, trainer: L.Trainer, pl_module: Any) -> None:
@@ -107,6 +119,8 @@ class FIDCallback(L.Callback):
             except PerceptualNetworkUnavailable as exc:
                 self.choice = self.choice.without_ppl()
                 rank_zero_warn(f"PPL is off for this run: {exc}")
+        if self._classifier is not None:
+            self._classifier.to(pl_module.device)
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
@@ -171,6 +185,8 @@ class FIDCallback(L.Callback):
             ppl = ppl_metrics(G, self._lpips, choice=self.choice, resolution=resolution,
                               alpha=alpha, seed=len(self.history), device=device)  # fmt: skip
             result.update(ppl)
+        if self._classifier is not None:
+            result.update(self._separability(G, resolution, alpha, trainer.is_global_zero))
         fid = result["fid"]
         self.last = result
         self.history.append((pl_module.images_seen, fid))
@@ -186,6 +202,9 @@ class FIDCallback(L.Callback):
             if name in result:
                 logged[f"metrics/{name}"] = result[name]
         logged.update({f"metrics/{k}": v for k, v in result.items() if k.startswith("ppl_")})
+        for name in ("separability_z", "separability_w"):
+            if name in result:
+                logged[f"metrics/{name}"] = result[name]
         if log:
             pl_module.log_dict(logged, on_step=True, on_epoch=False, rank_zero_only=True)
         else:
@@ -194,6 +213,24 @@ class FIDCallback(L.Callback):
         if improved and self.best_ckpt_path is not None:
             trainer.save_checkpoint(self.best_ckpt_path, weights_only=False)
         return fid
+
+    def _separability(self, G: Any, resolution: int, alpha: float, rank_zero: bool) -> dict:
+        """Linear separability of ``G`` at ``resolution``, or {} (and one warning per run) when
+        the classifier reads another size or the top layer is still fading in."""
+        wanted = self._classifier.resolution
+        if resolution != wanted or alpha < 1:
+            if not self._separability_warned:
+                self._separability_warned = True
+                rank_zero_warn(
+                    f"linear separability skipped at {resolution}px (alpha {alpha:.2f}): the "
+                    f"classifier reads {wanted}px images; it is measured at the evaluations "
+                    f"where the generator is at {wanted}px, fully faded in"
+                )
+            return {}
+        progress = None if rank_zero else False  # one progress bar, rank 0's
+        return separability_metrics(
+            G, self._classifier, choice=self.choice, resolution=resolution, progress=progress
+        )
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best, "history": list(self.history)}

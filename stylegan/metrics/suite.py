@@ -1,9 +1,11 @@
 """Which metrics an evaluation computes, and computing them with one feature pass.
 
-The ``metrics`` config group (``conf/metrics/{fid,fid_kid,all}.yaml``) is read at the edge into a
-:class:`MetricChoice`; the FID callback and ``fid.py`` both call :func:`feature_metrics` (FID,
-KID, precision/recall: one pass of generated images through the feature network) and
-:func:`ppl_metrics` (PPL, which needs the generator and LPIPS instead).
+The ``metrics`` config group (``conf/metrics/{fid,fid_kid,all,separability}.yaml``) is read at
+the edge into a :class:`MetricChoice`; the FID callback and ``fid.py`` both call
+:func:`feature_metrics` (FID, KID, precision/recall: one pass of generated images through the
+feature network), :func:`ppl_metrics` (PPL, which needs the generator and LPIPS instead) and
+:func:`separability_metrics` (the paper's linear separability, which needs the generator and an
+attribute classifier: :mod:`stylegan.attributes.separability`).
 
 With FID alone the real side is FID's statistics cache (``fid.real_statistics``) and the
 generated side FID's streaming ``fid.compute_fid``, exactly as before. With KID or
@@ -19,10 +21,12 @@ images, once. Everything here is collective under DDP.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
+import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
@@ -34,10 +38,12 @@ from stylegan.metrics.kid import kernel_inception_distance
 from stylegan.metrics.ppl import SAMPLINGS, SPACES, perceptual_path_length
 from stylegan.metrics.precision_recall import precision_recall
 from stylegan.metrics.statistics import FeatureStats, frechet_distance, statistics_of
+from stylegan.sampling import check_batch_size, check_seeds
 
 _KID_KEYS = {"subsets", "max_subset_size"}
 _PR_KEYS = {"k", "batch_size"}
 _PPL_KEYS = {"variants", "num_samples", "epsilon", "batch_size", "crop", "weights_path"}
+_SEPARABILITY_KEYS = {"classifier", "num_samples", "seeds", "keep_fraction", "batch_size"}
 PPL_VARIANTS = tuple(f"{s}_{p}" for s in SPACES for p in SAMPLINGS)  # z_full, z_end, w_full, w_end
 
 
@@ -56,6 +62,43 @@ def _section(cfg: Mapping, name: str, allowed: set[str]) -> dict | None:
     return dict(value)
 
 
+def _separability_section(cfg: Mapping) -> dict | None:
+    """``metrics.separability`` checked now, so a bad value fails before FID's minutes."""
+    # Imported here: stylegan.attributes pulls in torchvision, which FID alone never needs.
+    from stylegan.attributes.separability import check_keep_fraction, check_num_samples
+
+    section = _section(cfg, "separability", _SEPARABILITY_KEYS)
+    if section is None:
+        return None
+    name = "metrics.separability"
+    if section.get("classifier") in (None, ""):
+        raise ConfigError(
+            f"{name}.classifier is required: set {name}.classifier=PATH (a classifier.pt of "
+            "`python attributes.py`, trained at the generator's resolution)"
+        )
+    if section.get("num_samples") is None:
+        raise ConfigError(f"{name}.num_samples is required: set {name}.num_samples=N (per seed)")
+    seeds = section.get("seeds", [0])
+    numbers = {"num_samples": int, "batch_size": int, "keep_fraction": int | float}
+    for key, kind in numbers.items():
+        if key in section and (type(section[key]) is bool or not isinstance(section[key], kind)):
+            what = "an integer" if kind is int else "a number"
+            raise ConfigError(f"{name}.{key} must be {what}, got {section[key]!r}")
+    if not isinstance(seeds, list | tuple) or not all(type(s) is int for s in seeds):
+        raise ConfigError(f"{name}.seeds must be a list of integers, got {seeds!r}")
+    section["seeds"] = check_seeds(seeds, f"{name}.seeds")
+    check_num_samples(section["num_samples"], f"{name}.num_samples")
+    if "keep_fraction" in section:
+        check_keep_fraction(section["keep_fraction"], f"{name}.keep_fraction")
+    if "batch_size" in section:
+        try:
+            check_batch_size(section["batch_size"])
+        except ConfigError as exc:
+            raise ConfigError(f"{name}.{exc}") from None
+    section["classifier"] = str(section["classifier"])
+    return section
+
+
 @dataclass(frozen=True)
 class MetricChoice:
     """What to compute besides FID (always on); ``None`` = off. See ``conf/metrics/*.yaml``."""
@@ -63,6 +106,7 @@ class MetricChoice:
     kid: dict | None = None  # {subsets, max_subset_size}
     precision_recall: dict | None = None  # {k, batch_size}
     ppl: dict | None = None  # {variants, num_samples, epsilon, batch_size, crop, weights_path}
+    separability: dict | None = None  # {classifier, num_samples, seeds, keep_fraction, batch_size}
 
     @classmethod
     def from_config(cls, cfg: Mapping | DictConfig | None) -> MetricChoice:
@@ -71,11 +115,12 @@ class MetricChoice:
             return cls()
         if isinstance(cfg, DictConfig):
             cfg = OmegaConf.to_container(cfg, resolve=True)
-        unknown = set(cfg) - {"kid", "precision_recall", "ppl"}
+        unknown = set(cfg) - {"kid", "precision_recall", "ppl", "separability"}
         if unknown:
             raise ConfigError(
                 f"metrics: unknown metric(s) {sorted(unknown)}; expected kid, precision_recall, "
-                "ppl (FID is always computed); choose a preset with metrics=fid|fid_kid|all"
+                "ppl, separability (FID is always computed); choose a preset with "
+                "metrics=fid|fid_kid|all|separability"
             )
         ppl = _section(cfg, "ppl", _PPL_KEYS)
         if ppl is not None:
@@ -91,6 +136,7 @@ class MetricChoice:
             kid=_section(cfg, "kid", _KID_KEYS),
             precision_recall=_section(cfg, "precision_recall", _PR_KEYS),
             ppl=ppl,
+            separability=_separability_section(cfg),
         )
 
     @property
@@ -99,7 +145,7 @@ class MetricChoice:
         return self.kid is not None or self.precision_recall is not None
 
     def without_ppl(self) -> MetricChoice:
-        return MetricChoice(kid=self.kid, precision_recall=self.precision_recall, ppl=None)
+        return dataclasses.replace(self, ppl=None)
 
 
 class RealReference(NamedTuple):
@@ -245,6 +291,45 @@ def ppl_metrics(
     return out
 
 
+def separability_classifier(
+    choice: MetricChoice, *, resolution: int | None = None, device: str | torch.device = "cpu"
+) -> nn.Module | None:
+    """The chosen attribute classifier (None when separability is off), loaded with
+    :func:`~stylegan.attributes.classifier.load_classifier`: a classifier of another
+    ``resolution`` (None = any) or a bad file is one :class:`~stylegan.errors.UserError` line."""
+    if choice.separability is None:
+        return None
+    from stylegan.attributes.classifier import load_classifier
+
+    path = choice.separability["classifier"]
+    return load_classifier(path, resolution=resolution, device=device)[0]
+
+
+def separability_metrics(
+    G: Any,
+    classifier: nn.Module,
+    *,
+    choice: MetricChoice,
+    resolution: int | None = None,
+    progress: bool | None = None,
+) -> dict[str, Any]:
+    """The paper's linear separability with the chosen options (empty when it is off):
+    ``separability_z`` and ``separability_w`` (means over the seeds) and ``separability``, the
+    whole result of :func:`~stylegan.attributes.separability.linear_separability` (what
+    :func:`format_results` prints). Seeded: every rank computes the same value."""
+    if choice.separability is None:
+        return {}
+    from stylegan.attributes.separability import linear_separability
+
+    opts = {k: v for k, v in choice.separability.items() if k != "classifier"}
+    result = linear_separability(G, classifier, resolution=resolution, progress=progress, **opts)
+    return {
+        "separability_z": float(np.mean(result["z"])),
+        "separability_w": float(np.mean(result["w"])),
+        "separability": result,
+    }
+
+
 def format_results(result: Mapping[str, Any]) -> list[str]:
     """The lines ``fid.py`` prints after the FID line, one per extra metric."""
     lines = []
@@ -261,4 +346,8 @@ def format_results(result: Mapping[str, Any]) -> list[str]:
     for key in sorted(k for k in result if k.startswith("ppl_")):
         space, sampling = key[4:].split("_")
         lines.append(f"PPL {space.upper()} {sampling} {result[key]:.2f}  (LPIPS-VGG16 / eps²)")
+    if "separability" in result:
+        from stylegan.attributes.separability import format_separability
+
+        lines.extend(format_separability(result["separability"]))
     return lines
