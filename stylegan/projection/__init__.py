@@ -157,8 +157,7 @@ def project_batch(
     label = distance.label if isinstance(distance, WeightedDistance) else distance.name
     fingerprint = fingerprint or generator_fingerprint(generator)
     projections = []
-    seeds = [int(seed)] * len(results) if isinstance(seed, int) else [int(s) for s in seed]
-    for target, result, face_seed in zip(targets, results, seeds, strict=True):
+    for target, result in zip(targets, results, strict=True):
         value = psnr(result.image, target.cpu())
         meta = {
             "w_dim": generator.w_dim,
@@ -170,7 +169,7 @@ def project_batch(
             "final_distance": result.distance,
             "psnr": value,
             "steps": sched.steps,
-            "seed": face_seed,
+            "seed": result.seed,
         }
         projections.append(Projection(
             ws=result.ws.cpu(), noise=result.noise, image=result.image, distance=result.distance,

@@ -161,6 +161,7 @@ class Result:
     distance: float
     history: list[float] = field(default_factory=list)
     frames: Tensor | None = None  # [F, 3, r, r] images every ``record_every`` steps
+    seed: int = 0  # the face's random draws
 
 
 def render_projection(
@@ -266,6 +267,7 @@ def optimize(
             distance=float(final[i]),
             history=steps[:, i].tolist(),
             frames=video[i] if video is not None else None,
+            seed=seeds[i],
         )
         for i in range(faces)
     ]
