@@ -17,16 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import hydra
-import torch
 from omegaconf import DictConfig, OmegaConf
 
-from stylegan import sampling
-from stylegan.checkpoints import load_generator
-from stylegan.cli import resolve_device, run_hydra_main, run_reporting_user_errors
+# Only light modules here: the address answers (stylegan.loading_page) before torch and Gradio
+# are imported, inside explore().
+from stylegan.cli import run_hydra_main, run_reporting_user_errors
 from stylegan.config import ExploreConfig
 from stylegan.errors import ConfigError, UserError
-from stylegan.networks.generator import check_cutoff, check_psi
-from stylegan.projection import check_mode, parse_distance
+from stylegan.loading_page import LoadingPage
 
 CONF_DIR = str(Path(__file__).resolve().parent / "conf")
 
@@ -45,13 +43,31 @@ class Served:
         self.demo.close()
 
 
-def read_options(cfg: DictConfig) -> ExploreConfig:
-    """``cfg`` as plain values, each checked before anything is loaded (one-line ConfigError)."""
+def read_server_options(cfg: DictConfig) -> ExploreConfig:
+    """``cfg`` as plain values, with what serving the address needs checked (one-line errors);
+    imports nothing heavy, so it runs before the loading page starts."""
     if OmegaConf.is_missing(cfg, "ckpt") or not cfg.get("ckpt"):
         raise UserError("ckpt is required: python explore.py ckpt=PATH (last.ckpt or generator.pt)")
     opts: ExploreConfig = OmegaConf.to_object(cfg)
     if not opts.out_dir:
         raise ConfigError("out_dir must be a folder path")
+    if opts.server.port is not None and not 0 < opts.server.port < 65536:
+        raise ConfigError(f"server.port must be 1 to 65535 or null, got {opts.server.port}")
+    return opts
+
+
+def read_options(cfg: DictConfig) -> ExploreConfig:
+    """``cfg`` as plain values, each checked before anything is loaded (one-line ConfigError)."""
+    return check_options(read_server_options(cfg))
+
+
+def check_options(opts: ExploreConfig) -> ExploreConfig:
+    """The page's options checked (one-line ConfigError); ``start.noise`` and
+    ``projection.mode`` normalised."""
+    from stylegan import sampling
+    from stylegan.networks.generator import check_cutoff, check_psi
+    from stylegan.projection import check_mode, parse_distance
+
     sampling.check_batch_size(opts.batch_size)
     start = opts.start
     sampling.check_seeds([start.seed, *start.mixing], "start seeds")
@@ -66,8 +82,6 @@ def read_options(cfg: DictConfig) -> ExploreConfig:
     check_psi(start.psi, "start.psi")
     check_cutoff(start.cutoff)
     start.noise = sampling.check_noise_mode(start.noise)
-    if opts.server.port is not None and not 0 < opts.server.port < 65536:
-        raise ConfigError(f"server.port must be 1 to 65535 or null, got {opts.server.port}")
     opts.projection.mode = check_mode(opts.projection.mode)
     parse_distance(opts.projection.distance)
     if opts.projection.steps < 1:
@@ -78,8 +92,36 @@ def read_options(cfg: DictConfig) -> ExploreConfig:
 
 
 def explore(cfg: DictConfig, *, block: bool = True) -> Served:
-    """Load the generator once, build the page and serve it; ``block=False`` returns at once."""
-    opts = read_options(cfg)
+    """Answer the address at once with a loading page, then load the generator once, build the
+    page and serve it there instead; ``block=False`` returns once the page is served."""
+    opts = read_server_options(cfg)
+    loading = open_address(opts.server.host, opts.server.port)
+    print(f"explorer at {loading.url}: loading {opts.ckpt} ...", flush=True)
+    try:
+        return serve(check_options(opts), loading, block=block)
+    finally:
+        loading.close()  # on success already closed; on an error the address is freed
+
+
+def open_address(host: str, port: int | None) -> LoadingPage:
+    """The loading page on ``host:port``; a taken port or a foreign host is one line."""
+    try:
+        return LoadingPage(host, port)
+    except OSError as exc:
+        where = f"{host}:{port if port is not None else 'a free port from 7860'}"
+        raise UserError(
+            f"cannot serve on {where} ({str(exc).splitlines()[0]}): pass another "
+            "server.port= (or server.port=null for the first free one)"
+        ) from None
+
+
+def serve(opts: ExploreConfig, loading: LoadingPage, *, block: bool) -> Served:
+    """Build the page and serve it on the loading page's port, which it takes over."""
+    import torch
+
+    from stylegan.checkpoints import load_generator
+    from stylegan.cli import resolve_device
+
     device = resolve_device(opts.device)
     torch.backends.cudnn.benchmark = False  # sample.py's settings: the same bytes
     torch.backends.cudnn.deterministic = True
@@ -112,20 +154,21 @@ def explore(cfg: DictConfig, *, block: bool = True) -> Served:
     )
     demo = build_page(explorer, run_dir, defaults=defaults, projection=projection)
     demo.queue(default_concurrency_limit=1)
+    host, port = opts.server.host, loading.port
     launch = {
-        "server_name": opts.server.host, "server_port": opts.server.port, "share": False,
+        "server_name": host, "server_port": port, "share": False,
         "prevent_thread_lock": True, "quiet": True, "show_error": False, "ssr_mode": False,
         "allowed_paths": [str(run_dir / "images")], "max_file_size": opts.upload.max_bytes,
         "css": CSS_PAGE,
     }  # fmt: skip
+    loading.close()  # the port is free for Gradio; the loading page's script keeps polling it
     for attempt in range(LAUNCH_ATTEMPTS):
         try:
             demo.launch(**launch)
             break
-        except OSError as exc:  # the port is taken, or the host is not this machine's
-            where = f"{opts.server.host}:{opts.server.port}"
+        except OSError as exc:  # another process took the port in the moment it was free
             raise UserError(
-                f"cannot serve on {where} ({str(exc).splitlines()[0]}): pass another "
+                f"cannot serve on {host}:{port} ({str(exc).splitlines()[0]}): pass another "
                 "server.port= (or server.port=null for the first free one)"
             ) from None
         except ValueError as exc:
@@ -133,7 +176,7 @@ def explore(cfg: DictConfig, *, block: bool = True) -> Served:
             # machine that probe can fail although the server runs. Close it and start again.
             if "localhost is not accessible" not in str(exc) or attempt + 1 == LAUNCH_ATTEMPTS:
                 raise
-            log.info("Gradio's start-up probe of %s failed; starting it again", opts.server.host)
+            log.info("Gradio's start-up probe of %s failed; starting it again", host)
             demo.close()
     url = demo.local_url
     log.info(

@@ -2,8 +2,11 @@
 
     python benchmarks/bench_explore.py CKPT [--renders 30] [--batch-sizes 1 32]
 
-For each ``--batch-sizes`` value, ``explore.explore`` serves ``CKPT`` on a free port as
-``python explore.py`` does (one process; the generator loaded once) and prints
+First ``python explore.py ckpt=CKPT`` is started as a user starts it, and the bench prints the
+seconds from the command to its address's first answer (the loading page, before torch and Gradio
+are imported) and to the explorer page itself (imports, generator load, page build). Then, for
+each ``--batch-sizes`` value, ``explore.explore`` serves ``CKPT`` on a free port in this process
+(the generator loaded once) and prints
 
 - the seconds from the call to the page's first HTTP 200 (the generator load included, the
   Python start and imports not: they are paid before ``explore`` is called);
@@ -20,6 +23,7 @@ import argparse
 import re
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -34,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 import explore  # noqa: E402
 from stylegan.checkpoints import load_generator  # noqa: E402
+from stylegan.loading_page import LOADING_HEADER  # noqa: E402
 
 RENDERED = re.compile(r"rendered in \*\*(\d+) ms\*\*")
 
@@ -57,6 +62,36 @@ def wait_for(url: str, timeout: float = 60.0) -> float:
     raise TimeoutError(f"{url} did not answer in {timeout} s")
 
 
+def shell_start(ckpt: str, timeout: float = 120.0) -> tuple[float, float]:
+    """Seconds from ``python explore.py ckpt=CKPT`` to the first answer of its address and to
+    the first answer that is the explorer page (not the loading page)."""
+    port = free_port()
+    run_dir = tempfile.mkdtemp(prefix="bench-explore-shell-")
+    command = [sys.executable, str(ROOT / "explore.py"), f"ckpt={ckpt}", f"out_dir={run_dir}",
+               "device=cpu", f"server.port={port}"]  # fmt: skip
+    url = f"http://127.0.0.1:{port}/"
+    start = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = None
+    try:
+        while time.perf_counter() - start < timeout:
+            if process.poll() is not None:
+                raise RuntimeError(f"explore.py exited with status {process.returncode}")
+            try:
+                with urllib.request.urlopen(url, timeout=1) as response:
+                    now = time.perf_counter() - start
+                    first = now if first is None else first
+                    if response.status == 200 and LOADING_HEADER not in response.headers:
+                        return first, now
+            except OSError:
+                pass
+            time.sleep(0.02)
+        raise TimeoutError(f"{url} did not serve the explorer in {timeout} s")
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -74,6 +109,12 @@ def main() -> None:
     _, info = load_generator(args.ckpt)
     res = args.resolution or int(info["resolution"])
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.ckpt} at {res}px")
+    loading, page = shell_start(args.ckpt)
+    print(
+        f"python explore.py: the address answered {loading:.2f} s after the command (loading "
+        f"page), the explorer page {page:.2f} s after it",
+        flush=True,
+    )
     for batch_size in args.batch_sizes:
         run_dir = tempfile.mkdtemp(prefix="bench-explore-")
         with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):

@@ -5,12 +5,14 @@ the config errors Hydra finds while composing and the :class:`UserError` a task 
 import os
 import sys
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-import torch
 from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 
 from stylegan.errors import ConfigError, UserError
+
+if TYPE_CHECKING:
+    import torch
 
 T = TypeVar("T")
 
@@ -81,8 +83,10 @@ def run_hydra_main(hydra_main: Callable[[], T]) -> T:
         os.environ.pop("HYDRA_FULL_ERROR", None)
 
 
-def resolve_device(device: object) -> torch.device:
+def resolve_device(device: object) -> "torch.device":
     """``auto`` (cuda if available, else cpu), ``cpu``, ``cuda`` or ``cuda:N``."""
+    import torch  # here, not at the top: explore.py answers its address before torch loads
+
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:

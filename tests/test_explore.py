@@ -380,3 +380,137 @@ def test_a_taken_port_is_one_line(served, ckpts, tmp_path):
     )
     with pytest.raises(UserError, match=f"cannot serve on 127.0.0.1:{port}"):
         explore.explore(cfg, block=False)
+
+
+def test_explore_py_imports_neither_torch_nor_gradio_before_its_address_answers():
+    """The loading page is up before the slow imports: importing explore.py (and with it
+    everything up to the loading page) must not import torch or Gradio."""
+    import subprocess
+    import sys
+
+    code = "import sys, explore; print('torch' in sys.modules, 'gradio' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == ["False", "False"]
+
+
+def _get(url: str) -> tuple[int, dict[str, str], bytes]:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            return answer.status, dict(answer.headers), answer.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+@pytest.fixture
+def gated_explore(ckpts, tmp_path, monkeypatch):
+    """explore() in a thread whose page build waits for ``release``: (url, release, result)."""
+    import threading
+
+    import explore
+    import stylegan.explorer
+
+    gate = threading.Event()
+    build_page = stylegan.explorer.build_page
+
+    def gated_build_page(*args, **kwargs):
+        assert gate.wait(120), "the test never released the page build"
+        return build_page(*args, **kwargs)
+
+    monkeypatch.setattr(stylegan.explorer, "build_page", gated_build_page)
+    port = free_port()
+    cfg = compose_conf(
+        "explore", f"ckpt={ckpts['dirs']}", f"out_dir={tmp_path}", "device=cpu",
+        f"server.port={port}",
+    )  # fmt: skip
+    result: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            result["served"] = explore.explore(cfg, block=False)
+        except BaseException as exc:  # reported by the test, not lost in the thread
+            result["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{port}/", gate, thread, result
+    gate.set()
+    thread.join(120)
+    if "served" in result:
+        result["served"].close()
+
+
+def _wait_answer(url: str, seconds: float = 60.0) -> tuple[int, dict[str, str], bytes]:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return _get(url)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def test_the_address_answers_while_the_page_loads_then_serves_the_page(gated_explore):
+    from stylegan.loading_page import LOADING_HEADER
+
+    url, gate, thread, result = gated_explore
+    status, headers, body = _wait_answer(url)
+    assert (status, headers.get(LOADING_HEADER)) == (200, "1")
+    assert b"Loading the generator" in body
+    status, headers, _ = _get(url + "config")  # Gradio's API is not there yet: retry later
+    assert (status, headers.get("Retry-After")) == (503, "1")
+    gate.set()
+    thread.join(120)
+    assert "error" not in result, result.get("error")
+    status, headers, body = _get(url)
+    assert status == 200 and LOADING_HEADER not in headers
+    assert b"gradio" in body.lower()
+
+
+def test_an_error_while_loading_frees_the_address(ckpts, tmp_path):
+    import explore
+
+    port = free_port()
+    cfg = compose_conf(
+        "explore", f"ckpt={tmp_path / 'missing.pt'}", f"out_dir={tmp_path}", "device=cpu",
+        f"server.port={port}",
+    )  # fmt: skip
+    with pytest.raises(UserError, match="checkpoint not found"):
+        explore.explore(cfg, block=False)
+    with socket.socket() as s:  # the loading page let go of the port
+        s.bind(("127.0.0.1", port))
+
+
+@pytest.mark.skipif(
+    chromium_path() is None, reason="needs Debian's chromium (apt-get install chromium)"
+)
+def test_a_browser_on_the_loading_page_ends_on_the_explorer(gated_explore):
+    """A browser that opens the address during the start sees the loading page, and the page
+    turns into the explorer by itself once it is served."""
+    from playwright.sync_api import sync_playwright
+
+    from benchmarks.explorer_screenshot import IMAGE, WAIT_MS
+
+    url, gate, thread, result = gated_explore
+    _wait_answer(url)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=chromium_path(), headless=True, args=["--no-sandbox"]
+        )
+        try:
+            page = browser.new_page()
+            page.goto(url)
+            assert "Loading the generator" in page.inner_text("body")
+            gate.set()
+            page.locator(IMAGE).wait_for(timeout=WAIT_MS)
+        finally:
+            browser.close()
+    thread.join(120)
+    assert "served" in result, result.get("error")
