@@ -13,6 +13,11 @@ Markdown table row per pair:
   optimised with is starred, so a choice is judged by the distances it was *not* optimised with;
 - attribute agreement: the share of the classifier's attributes on which the target and its
   projection fall on the same side of 0.5 (mean over faces; needs ``--classifier``);
+- with ``--edit ATTRIBUTE --directions generator.pt``: each projection edited by ``--strength``
+  standard deviations along the stored direction (as ``sample.py figure=edit`` does), and the
+  classifier on it: the attribute's mean probability rise, the share of edited faces it calls
+  present, and the mean probability change of the other attributes (what the edit drags along):
+  how editable the W and W+ latents are;
 - seconds per face (wall clock of a batch of ``--batch`` faces projected side by side, divided
   by its size; meaningless on a loaded machine).
 
@@ -28,6 +33,7 @@ from pathlib import Path
 import torch
 
 from stylegan import projection as P
+from stylegan.attributes import edit_direction, load_directions, shift_ws
 from stylegan.attributes.classifier import load_classifier
 from stylegan.checkpoints import load_generator
 from stylegan.data import CelebADataModule
@@ -45,6 +51,19 @@ def agreement(classifier, a: torch.Tensor, b: torch.Tensor) -> float:
     """Share of attributes on which the classifier puts ``a`` and ``b`` on the same side."""
     pa, pb = torch.sigmoid(classifier(a[None])), torch.sigmoid(classifier(b[None]))
     return float(((pa >= 0.5) == (pb >= 0.5)).float().mean())
+
+
+@torch.no_grad()
+def edit_effect(classifier, G, result, direction: torch.Tensor, shift: float, res: int, a: int):
+    """(rise of attribute ``a``'s probability, 1 if the edited face has it, mean |change| of the
+    other attributes) when the projection's ws move by ``shift`` along ``direction``."""
+    ws = result.ws[None]
+    before = P.render_projection(G, ws, result.noise, res)
+    render = P.render_projection(G, shift_ws(ws, direction, shift), result.noise, res)
+    pb, pa = (torch.sigmoid(classifier(x.clamp(-1, 1)))[0] for x in (before, render))
+    others = torch.ones_like(pb, dtype=torch.bool)
+    others[a] = False
+    return float(pa[a] - pb[a]), float(pa[a] >= 0.5), float((pa - pb)[others].abs().mean())
 
 
 def main() -> None:
@@ -66,6 +85,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=25, help="faces projected side by side")
     parser.add_argument("--save", default=None, help="a PNG: target | projection of each run")
     parser.add_argument("--save-columns", type=int, default=8, help="pairs per row of --save")
+    parser.add_argument("--edit", default=None, help="an attribute to edit each projection by")
+    parser.add_argument("--directions", default=None, help="generator.pt with the directions")
+    parser.add_argument("--strength", type=float, default=3.0, help="in std along the direction")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
@@ -81,17 +103,25 @@ def main() -> None:
     classifier = None
     if args.classifier:
         classifier, _ = load_classifier(args.classifier, resolution=res, device=args.device)
+    edit = None
+    if args.edit:
+        if classifier is None or not args.directions:
+            parser.error("--edit needs --classifier and --directions")
+        direction, scale = edit_direction(load_directions(args.directions), args.edit)
+        edit = (direction, args.strength * scale, list(classifier.attributes).index(args.edit))
     schedule = P.Schedule(w_avg_samples=args.w_avg_samples)
     fingerprint = P.generator_fingerprint(G)
     print(f"{len(paths)} held-out faces at {res}px, {args.steps} steps, {args.ckpt}")
     header = ["distance", "mode", "PSNR dB", *evaluate, "attr. agreement", "s/face"]
+    if edit is not None:
+        header += [f"{args.edit} +{args.strength:g}: rise", "edited present", "others moved"]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     pairs: list[torch.Tensor] = []
     for name in args.distances:
         distance = P.build_distance(name, **common)
         for mode in args.modes:
-            psnrs, agree, seconds = [], [], []
+            psnrs, agree, seconds, edits = [], [], [], []
             judged: dict[str, list[float]] = {j: [] for j in evaluate}
             for first in range(0, len(targets), args.batch):
                 batch = torch.stack(targets[first : first + args.batch])
@@ -109,6 +139,10 @@ def main() -> None:
                             judged[j].append(float(judge(p, judge.prepare(t)).sum()))
                     if classifier is not None:
                         agree.append(agreement(classifier, t[0], p[0]))
+                    if edit is not None:
+                        edits.append(
+                            edit_effect(classifier, G, result, edit[0], edit[1], res, edit[2])
+                        )
                     if args.save:
                         pairs.append(torch.stack([target, result.image]))
             cells = [
@@ -117,6 +151,9 @@ def main() -> None:
                 f"{sum(agree) / len(agree):.1%}" if agree else "-",
                 f"{sum(seconds) / len(seconds):.1f}",
             ]  # fmt: skip
+            if edits:
+                rise, present, moved = (sum(v) / len(v) for v in zip(*edits, strict=True))
+                cells += [f"{rise:+.3f}", f"{present:.0%}", f"{moved:.3f}"]
             print("| " + " | ".join(cells) + " |", flush=True)
     if args.save and pairs:
         # rows: one per face and run, target | projection, the runs in table order
