@@ -58,6 +58,19 @@ def time_fraction(value: Any) -> dict[int, float] | None:
         raise ConfigError(f"stage.time_fraction must map resolutions to numbers: {exc}") from exc
 
 
+def fade_share(value: Any) -> float | dict[int, float]:
+    """``stage.fade_share`` as a number or {resolution: share} (one line otherwise)."""
+    try:
+        if isinstance(value, dict):
+            return {int(k): float(v) for k, v in value.items()}
+        return float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"stage.fade_share must be a number or {{resolution: share}}, got {value!r}; "
+            "e.g. stage.fade_share=0.5 or stage.fade_share='{8: 0.25, 64: 0.5}'"
+        ) from None
+
+
 def build_schedule(
     stage: DictConfig, lr_multiplier: float = 1.0, max_lr: float | None = None
 ) -> ProgressiveSchedule:
@@ -74,7 +87,7 @@ def build_schedule(
         batch_size={int(k): int(v) for k, v in stage["batch_size"].items()},
         lr={int(k): min(float(v), cap) * lr_multiplier for k, v in stage["lr"].items()},
         time_fraction=time_fraction(stage.get("time_fraction")),
-        fade_share=float(stage.get("fade_share", 0.5)),
+        fade_share=fade_share(stage.get("fade_share", 0.5)),
     )
 
 

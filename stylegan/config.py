@@ -39,7 +39,8 @@ class StageConfig:
     lr: dict[Any, float] = MISSING  # Adam learning rate per resolution
     time_fraction: Any = MISSING  # {resolution: share of trainer.max_time} | null (checked by
     # ProgressiveSchedule; a typed dict would refuse new keys from the command line)
-    fade_share: float = MISSING  # with time_fraction: share of a resolution's time fading in
+    fade_share: Any = MISSING  # with time_fraction: share of a resolution's time fading in, a
+    # number or {resolution: share} (checked by train.build_schedule and ProgressiveSchedule)
 
 
 @dataclass

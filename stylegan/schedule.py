@@ -69,7 +69,9 @@ class ProgressiveSchedule:
     lr: Mapping[int, float] = field(default_factory=lambda: {8: 0.001})  # per resolution
     # {resolution: share of the time budget}; None = phases counted in kimg (above)
     time_fraction: Mapping[int, float] | None = None
-    fade_share: float = 0.5  # time mode: share of a grown resolution's time spent fading in
+    # time mode: share of a grown resolution's time spent fading in; a number, or a table
+    # {resolution: share} whose missing resolutions take the nearest lower entry
+    fade_share: float | Mapping[int, float] = 0.5
 
     def __post_init__(self) -> None:
         for name in ("start_resolution", "final_resolution"):
@@ -101,8 +103,18 @@ class ProgressiveSchedule:
                 )
             if any(shares[r] <= 0 for r in self.resolutions):
                 raise ConfigError(f"stage.time_fraction shares must be > 0, got {shares}")
-            if not 0.0 <= self.fade_share < 1.0:
-                raise ConfigError(f"stage.fade_share must be in [0, 1), got {self.fade_share}")
+            for res in self.resolutions[1:]:
+                if not 0.0 <= self.fade_share_at(res) < 1.0:
+                    raise ConfigError(
+                        f"stage.fade_share must be in [0, 1), got {self.fade_share_at(res)} "
+                        f"at {res}px"
+                    )
+
+    def fade_share_at(self, resolution: int) -> float:
+        """Time mode: the share of ``resolution``'s time spent fading it in."""
+        if isinstance(self.fade_share, Mapping):
+            return float(_lookup(self.fade_share, resolution, "fade_share"))
+        return float(self.fade_share)
 
     @property
     def time_budgeted(self) -> bool:
@@ -118,7 +130,7 @@ class ProgressiveSchedule:
         phases, start = [], 0.0
         for i, res in enumerate(self.resolutions):
             share = shares[res] / total
-            fade = 0.0 if i == 0 else share * self.fade_share
+            fade = 0.0 if i == 0 else share * self.fade_share_at(res)
             if fade > 0:
                 phases.append((res, FADE, start, start + fade))
             phases.append((res, STABLE, start + fade, start + share))

@@ -14,7 +14,7 @@ from conftest import ROOT, compose_config
 from stylegan.callbacks.progress_bar import KimgProgressBar, RateMeter, format_seconds
 from stylegan.errors import ConfigError
 from stylegan.schedule import FADE, STABLE, ProgressiveSchedule
-from train import train
+from train import build_schedule, train
 
 RECIPES = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
 LOSSES = sorted(p.stem for p in (ROOT / "conf" / "loss").glob("*.yaml"))
@@ -193,12 +193,34 @@ def test_time_shares_are_normalized_and_phase_indices_match_the_kimg_schedule():
         assert a.state_at(0, used).phase_index == kimg.state_at(images).phase_index
 
 
+def test_a_fade_share_table_sets_each_resolutions_fade_and_a_number_sets_all():
+    """{8: 0.5, 32: 0.25}: 16px takes 8px's entry (half of its share fades), 32px its own
+    quarter; the phase boundaries (the shares) do not move."""
+    table = timed(fade_share={8: 0.5, 32: 0.25})
+    assert table.time_phases()[:4] == [
+        (8, STABLE, 0.0, 0.25),
+        (16, FADE, 0.25, 0.375),
+        (16, STABLE, 0.375, 0.5),
+        (32, FADE, 0.5, 0.625),
+    ]
+    assert table.state_at(0, 0.6).alpha == pytest.approx(0.8)  # 0.1 of 32px's 0.125 fade
+    assert timed(fade_share={8: 0.5}).time_phases() == timed().time_phases()
+
+
+def test_the_64px_recipe_fades_64px_in_over_half_its_time(celeba_root):
+    cfg = compose_config("train", ["experiment=cpu_faces64", f"data.root={celeba_root}"])
+    schedule = build_schedule(cfg.stage)
+    assert [schedule.fade_share_at(r) for r in (16, 32, 64)] == [0.25, 0.25, 0.5]
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
         (dict(time_fraction={8: 1, 32: 1}), "no share for \\[16\\]"),
         (dict(time_fraction={8: 1, 16: 0, 32: 1}), "must be > 0"),
         (dict(fade_share=1.0), "fade_share"),
+        (dict(fade_share={8: 0.5, 32: 1.0}), "fade_share must be in \\[0, 1\\), got 1.0 at 32px"),
+        (dict(fade_share={32: 0.5}), "stage.fade_share has no entry for 16px"),
     ],
 )
 def test_bad_time_budgets_are_refused(kwargs, message):
