@@ -2,6 +2,7 @@
 
     python docs/plot_fid_curve.py docs/cpu_faces32_fid.png 20:180.1 60:95.2 ... --floor 20.3
     python docs/plot_fid_curve.py out.png bce=20:300,60:150 wgan_gp=20:320,60:200 --floor 19.5
+    python docs/plot_fid_curve.py out.png "run 9=120:327,160:149" --kimg-from 90  # a zoomed axis
 
 Each point is ``kimg:fid``; ``label=kimg:fid,kimg:fid,...`` is one labelled curve of several.
 ``--floor`` draws the real-vs-real FID at the same counts as a dashed
@@ -22,7 +23,10 @@ COLOURS = [(200, 30, 30), (30, 80, 200), (30, 150, 60), (150, 60, 160)]
 
 
 def plot(
-    series: dict[str, list[tuple[float, float]]], floor: float | None, title: str
+    series: dict[str, list[tuple[float, float]]],
+    floor: float | None,
+    title: str,
+    kimg_from: float = 0.0,
 ) -> Image.Image:
     image = Image.new("RGB", (WIDTH, HEIGHT), "white")
     draw = ImageDraw.Draw(image)
@@ -33,26 +37,26 @@ def plot(
     y_max = math.ceil(max(fids) / 50.0) * 50.0
 
     def xy(kimg: float, fid: float) -> tuple[float, float]:
-        x = MARGIN + (WIDTH - 1.5 * MARGIN) * kimg / x_max
+        x = MARGIN + (WIDTH - 1.5 * MARGIN) * (kimg - kimg_from) / (x_max - kimg_from)
         y = HEIGHT - MARGIN - (HEIGHT - 1.6 * MARGIN) * fid / y_max
         return x, y
 
-    left, bottom = xy(0, 0)
+    left, bottom = xy(kimg_from, 0)
     right, top = xy(x_max, y_max)
     draw.line([(left, top), (left, bottom), (right, bottom)], fill="black")
     for tick in range(0, int(y_max) + 1, 50):
-        _, y = xy(0, tick)
+        _, y = xy(kimg_from, tick)
         draw.line([(left - 4, y), (left, y)], fill="black")
         draw.text((4, y - 6), f"{tick}", fill="black")
-    step = 50 if x_max > 150 else 20
-    for tick in range(0, int(x_max) + 1, step):
+    step = 50 if x_max - kimg_from > 150 else 20 if x_max - kimg_from > 60 else 10
+    for tick in range(math.ceil(kimg_from / step) * step, int(x_max) + 1, step):
         x, _ = xy(tick, 0)
         draw.line([(x, bottom), (x, bottom + 4)], fill="black")
         draw.text((x - 8, bottom + 6), f"{tick}", fill="black")
     draw.text((WIDTH / 2 - 20, HEIGHT - 16), "kimg", fill="black")
     draw.text((MARGIN + 60, 6), title, fill="black")
     if floor is not None:
-        _, y = xy(0, floor)
+        _, y = xy(kimg_from, floor)
         for x0 in range(int(left), int(right), 10):
             draw.line([(x0, y), (x0 + 5, y)], fill="gray")
         draw.text((right - 110, y - 14), f"real vs real {floor:.1f}", fill="gray")
@@ -65,7 +69,7 @@ def plot(
             draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=colour)
             draw.text((x + 4, y - 14), f"{fid:.0f}", fill=colour)
         if label:
-            draw.text((left + 10, bottom - 18 - 14 * index), label, fill=colour)
+            draw.text((left + 10, bottom - 32 - 14 * index), label, fill=colour)
     return image
 
 
@@ -86,8 +90,9 @@ def main() -> None:
     parser.add_argument("points", nargs="+", help="kimg:fid, or label=kimg:fid,kimg:fid,...")
     parser.add_argument("--floor", type=float, default=None)
     parser.add_argument("--title", default="FID vs held-out faces")
+    parser.add_argument("--kimg-from", type=float, default=0.0, help="where the kimg axis starts")
     args = parser.parse_args()
-    plot(parse_series(args.points), args.floor, args.title).save(args.out)
+    plot(parse_series(args.points), args.floor, args.title, args.kimg_from).save(args.out)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,16 @@ def celeba_root() -> Path:
 
 
 @pytest.fixture(scope="session")
+def artifact_dir() -> Path:
+    """Where tests leave files for a person to look at after the run (the browser tests'
+    screenshots): ``$STYLEGAN_TEST_ARTIFACTS``, else ``test-artifacts/`` in the repository
+    (git-ignored; CI's clone keeps it)."""
+    path = Path(os.environ.get("STYLEGAN_TEST_ARTIFACTS", ROOT / "test-artifacts"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
 def shared_cache_dir(tmp_path_factory) -> Path:
     """One data/FID cache for the whole session, so prepared images are built once."""
     return tmp_path_factory.mktemp("cache")

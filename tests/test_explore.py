@@ -332,11 +332,13 @@ def handle_file_(path: Path):
 @pytest.mark.skipif(
     chromium_path() is None, reason="needs Debian's chromium (apt-get install chromium)"
 )
-def test_the_page_in_headless_chromium(served, ckpts, tmp_path):
+def test_the_page_in_headless_chromium(served, ckpts, tmp_path, artifact_dir):
     """Load the page, move ψ, change the seed: the image changes each time and ends as the
-    face sample.py draws for that seed and ψ. The screenshot is ``<tmp_path>/explorer.png``."""
+    face sample.py draws for that seed and ψ. The screenshot is ``test-artifacts/explorer.png``
+    (the ``artifact_dir`` fixture)."""
     page, _ = served
-    shot = tmp_path / "explorer.png"
+    shot = artifact_dir / "explorer.png"
+    shot.unlink(missing_ok=True)
     first, (after_psi, after_seed) = drive_page(page.url, shot, psi="0.5", seed="7")
     assert not np.array_equal(pixels(after_psi), pixels(first))
     assert not np.array_equal(pixels(after_seed), pixels(after_psi))
@@ -491,9 +493,10 @@ def test_an_error_while_loading_frees_the_address(ckpts, tmp_path):
 @pytest.mark.skipif(
     chromium_path() is None, reason="needs Debian's chromium (apt-get install chromium)"
 )
-def test_a_browser_on_the_loading_page_ends_on_the_explorer(gated_explore):
-    """A browser that opens the address during the start sees the loading page, and the page
-    turns into the explorer by itself once it is served."""
+def test_a_browser_on_the_loading_page_ends_on_the_explorer(gated_explore, artifact_dir):
+    """A browser that opens the address during the start sees the loading page (its screenshot:
+    ``test-artifacts/explorer_loading.png``), and the page turns into the explorer by itself
+    once it is served."""
     from playwright.sync_api import sync_playwright
 
     from benchmarks.explorer_screenshot import IMAGE, WAIT_MS
@@ -508,6 +511,7 @@ def test_a_browser_on_the_loading_page_ends_on_the_explorer(gated_explore):
             page = browser.new_page()
             page.goto(url)
             assert "Loading the generator" in page.inner_text("body")
+            page.screenshot(path=str(artifact_dir / "explorer_loading.png"))
             gate.set()
             page.locator(IMAGE).wait_for(timeout=WAIT_MS)
         finally:
