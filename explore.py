@@ -161,6 +161,8 @@ def serve(opts: ExploreConfig, loading: LoadingPage, *, block: bool) -> Served:
         "allowed_paths": [str(run_dir / "images")], "max_file_size": opts.upload.max_bytes,
         "css": CSS_PAGE,
     }  # fmt: skip
+    # Gradio probes its own address with httpx, which logs every request at INFO under Hydra.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     loading.close()  # the port is free for Gradio; the loading page's script keeps polling it
     for attempt in range(LAUNCH_ATTEMPTS):
         try:
