@@ -109,10 +109,15 @@ def open_address(host: str, port: int | None) -> LoadingPage:
         return LoadingPage(host, port)
     except OSError as exc:
         where = f"{host}:{port if port is not None else 'a free port from 7860'}"
-        raise UserError(
-            f"cannot serve on {where} ({str(exc).splitlines()[0]}): pass another "
-            "server.port= (or server.port=null for the first free one)"
-        ) from None
+        raise cannot_serve(where, exc) from None
+
+
+def cannot_serve(where: str, exc: OSError) -> UserError:
+    """The one line for an address that cannot be served (taken port, foreign host)."""
+    return UserError(
+        f"cannot serve on {where} ({str(exc).splitlines()[0]}): pass another "
+        "server.port= (or server.port=null for the first free one)"
+    )
 
 
 def serve(opts: ExploreConfig, loading: LoadingPage, *, block: bool) -> Served:
@@ -169,10 +174,7 @@ def serve(opts: ExploreConfig, loading: LoadingPage, *, block: bool) -> Served:
             demo.launch(**launch)
             break
         except OSError as exc:  # another process took the port in the moment it was free
-            raise UserError(
-                f"cannot serve on {host}:{port} ({str(exc).splitlines()[0]}): pass another "
-                "server.port= (or server.port=null for the first free one)"
-            ) from None
+            raise cannot_serve(f"{host}:{port}", exc) from None
         except ValueError as exc:
             # Gradio probes its own address once, 3 s at most, right after starting; on a busy
             # machine that probe can fail although the server runs. Close it and start again.
