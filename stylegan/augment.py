@@ -17,11 +17,14 @@ a tensor and adjusting it never waits for the device:
 - ``diffaugment`` (Zhao et al. 2020): a fixed ``p`` (1 by default), no tuning.
 
 ``p`` and the ``r_t`` accumulators are buffers: they are in every checkpoint and a resumed run
-continues with the same strength. Images are in [-1, 1]; colour transforms run in [0, 1].
+continues with the same strength. A run may also turn augmentation on or off when it resumes
+(``adapt_resumed_state``): from a checkpoint trained without it, ``p`` starts at ``initial_p``.
+Images are in [-1, 1]; colour transforms run in [0, 1].
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 
@@ -32,6 +35,8 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from stylegan.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 MODES = ("ada", "diffaugment")
 
@@ -156,6 +161,7 @@ class DiscriminatorAugment(nn.Module):
         self.interval = interval
         self.speed_images = speed_kimg * 1000.0
         self.max_p = max_p
+        self.initial_p = float(initial_p)
         self.register_buffer("p", torch.tensor(float(initial_p)))
         self.register_buffer("rt", torch.tensor(0.0))  # the latest r_t (for logging)
         self.register_buffer("sign_sum", torch.tensor(0.0))
@@ -212,6 +218,27 @@ class DiscriminatorAugment(nn.Module):
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         self._calls = int(self.steps)  # resume adjusts p at the same steps as before
+        if self.mode == "diffaugment":  # p is the config's, also after an ada checkpoint
+            self.p.fill_(self.initial_p)
+
+
+def adapt_resumed_state(
+    augment: DiscriminatorAugment | None, state: dict[str, Tensor], prefix: str = "augment."
+) -> None:
+    """Make a checkpoint's ``state`` fit a run that turned augmentation on or off (in place).
+
+    Adding ADA or DiffAugment to a run that has trained without it is a use the ADA paper names
+    (augmentation when D begins to overfit); the fresh pipeline's buffers fill the missing keys.
+    """
+    saved = [key for key in state if key.startswith(prefix)]
+    if augment is not None and not saved:
+        state.update({prefix + key: value.clone() for key, value in augment.state_dict().items()})
+        log.info("the checkpoint trained without augmentation: %s starts here at p=%g",
+                 augment.mode, augment.initial_p)  # fmt: skip
+    elif augment is None and saved:
+        for key in saved:
+            del state[key]
+        log.info("the checkpoint trained with augmentation: it is off from here on")
 
 
 def build_augment(mode: str | None, **options: object) -> DiscriminatorAugment | None:

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
 from stylegan import losses
-from stylegan.augment import DiscriminatorAugment
+from stylegan.augment import DiscriminatorAugment, adapt_resumed_state
 from stylegan.checkpoints import CHECKPOINT_FORMAT, check_checkpoint_format
 from stylegan.distributed import average_gradients, world_size
 from stylegan.errors import ConfigError
@@ -417,3 +417,4 @@ class StyleGANModule(L.LightningModule):
         self.alpha = float(progress["alpha"])
         self.phase_index = int(progress["phase_index"])
         self._d_steps = int(saved.get("d_steps", 0))
+        adapt_resumed_state(self.augment, checkpoint["state_dict"])

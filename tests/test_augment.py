@@ -171,3 +171,46 @@ def test_augment_none_feeds_d_exactly_the_faded_reals_and_fakes(train_config, mo
         eps = (offset * direction).sum(1) / direction.square().sum(1)
         assert ((eps >= 0) & (eps <= 1)).all()
         torch.testing.assert_close(offset, eps[:, None] * direction, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize(
+    ("saved_p", "resumed_with", "expected_p"),
+    [
+        (None, "ada", 0.0),  # trained without: ADA starts at its initial_p
+        (None, "diffaugment", 1.0),
+        (0.3, "none", None),  # trained with ADA, turned off
+        (0.3, "diffaugment", 1.0),  # DiffAugment's p is fixed, whatever ADA had reached
+        (0.3, "ada", 0.3),  # the same augmentation continues where it was
+    ],
+)
+def test_resume_may_turn_augmentation_on_or_off(
+    smoke_run, train_config, tmp_path, monkeypatch, saved_p, resumed_with, expected_p
+):
+    """A resumed run may change ``augment``: the checkpoint's state is fitted to it, not refused
+    by a missing-keys traceback from inside torch."""
+    import train as train_module
+
+    captured = {}
+    build_module = train_module.build_module
+
+    def capture(cfg, schedule):
+        captured["module"] = build_module(cfg, schedule)
+        return captured["module"]
+
+    monkeypatch.setattr(train_module, "build_module", capture)
+    payload = torch.load(smoke_run / "checkpoints" / "last.ckpt", weights_only=False)
+    assert not any(key.startswith("augment.") for key in payload["state_dict"])
+    if saved_p is not None:
+        saved = DiscriminatorAugment(mode="ada", initial_p=saved_p).state_dict()
+        payload["state_dict"].update({f"augment.{key}": value for key, value in saved.items()})
+    checkpoint = tmp_path / "trained.ckpt"
+    torch.save(payload, checkpoint)
+    train(train_config(f"ckpt_path={checkpoint}", f"augment={resumed_with}",
+                       "callbacks.samples=null"))  # fmt: skip
+    module: StyleGANModule = captured["module"]
+    if expected_p is None:
+        assert module.augment is None
+    else:
+        assert module.augment.p.item() == pytest.approx(expected_p)
+    written = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    assert ("augment.p" in written) == (expected_p is not None)
