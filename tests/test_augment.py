@@ -25,6 +25,22 @@ ONE_EACH = {
 }  # fmt: skip
 
 
+@pytest.fixture
+def built_modules(monkeypatch) -> list[StyleGANModule]:
+    """The modules that ``train()`` builds, in order (to look inside after training)."""
+    import train as train_module
+
+    built: list[StyleGANModule] = []
+    build_module = train_module.build_module
+
+    def capture(cfg, schedule):
+        built.append(build_module(cfg, schedule))
+        return built[-1]
+
+    monkeypatch.setattr(train_module, "build_module", capture)
+    return built
+
+
 @pytest.mark.parametrize("name", list(ONE_EACH))
 def test_each_transform_changes_images_and_passes_gradients(name):
     torch.manual_seed(0)
@@ -76,17 +92,9 @@ def test_bad_options_are_one_line_errors():
     assert build_augment("none") is None and build_augment(None) is None
 
 
-def test_ada_run_logs_p_and_rt_and_resume_restores_p(train_config, tmp_path, monkeypatch):
+def test_ada_run_logs_p_and_rt_and_resume_restores_p(train_config, tmp_path, built_modules):
     import train as train_module
 
-    captured = {}
-    build_module = train_module.build_module
-
-    def capture(cfg, schedule):
-        captured["module"] = build_module(cfg, schedule)
-        return captured["module"]
-
-    monkeypatch.setattr(train_module, "build_module", capture)
     cfg = train_config(
         "augment=ada",
         "augment.interval=1",
@@ -99,7 +107,7 @@ def test_ada_run_logs_p_and_rt_and_resume_restores_p(train_config, tmp_path, mon
         "++stage.batch_size.8=8",
     )
     train(cfg)
-    module: StyleGANModule = captured["module"]
+    module = built_modules[-1]
     p = module.augment.p.item()
     assert module._d_steps == 8 and p == pytest.approx(min(1.0, 8 * 8 / 100))
     rows = list(csv.DictReader(next(tmp_path.rglob("metrics.csv")).open()))
@@ -107,7 +115,7 @@ def test_ada_run_logs_p_and_rt_and_resume_restores_p(train_config, tmp_path, mon
     assert logged and logged == sorted(logged) and "augment/rt" in rows[0]
     checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
     assert checkpoint["state_dict"]["augment.p"].item() == pytest.approx(p)
-    fresh = build_module(cfg, train_module.build_schedule(cfg.stage))
+    fresh = train_module.build_module(cfg, train_module.build_schedule(cfg.stage))
     fresh.load_state_dict(checkpoint["state_dict"])
     assert fresh.augment.p.item() == pytest.approx(p) and fresh.augment._calls == 8
 
@@ -184,20 +192,10 @@ def test_augment_none_feeds_d_exactly_the_faded_reals_and_fakes(train_config, mo
     ],
 )
 def test_resume_may_turn_augmentation_on_or_off(
-    smoke_run, train_config, tmp_path, monkeypatch, saved_p, resumed_with, expected_p
+    smoke_run, train_config, tmp_path, built_modules, saved_p, resumed_with, expected_p
 ):
     """A resumed run may change ``augment``: the checkpoint's state is fitted to it, not refused
     by a missing-keys traceback from inside torch."""
-    import train as train_module
-
-    captured = {}
-    build_module = train_module.build_module
-
-    def capture(cfg, schedule):
-        captured["module"] = build_module(cfg, schedule)
-        return captured["module"]
-
-    monkeypatch.setattr(train_module, "build_module", capture)
     payload = torch.load(smoke_run / "checkpoints" / "last.ckpt", weights_only=False)
     assert not any(key.startswith("augment.") for key in payload["state_dict"])
     if saved_p is not None:
@@ -207,7 +205,7 @@ def test_resume_may_turn_augmentation_on_or_off(
     torch.save(payload, checkpoint)
     train(train_config(f"ckpt_path={checkpoint}", f"augment={resumed_with}",
                        "callbacks.samples=null"))  # fmt: skip
-    module: StyleGANModule = captured["module"]
+    module = built_modules[-1]
     if expected_p is None:
         assert module.augment is None
     else:
