@@ -162,7 +162,7 @@ class DiscriminatorAugment(nn.Module):
         self.speed_images = speed_kimg * 1000.0
         self.max_p = max_p
         self.initial_p = float(initial_p)
-        self.register_buffer("p", torch.tensor(float(initial_p)))
+        self.register_buffer("p", torch.tensor(self.initial_p))
         self.register_buffer("rt", torch.tensor(0.0))  # the latest r_t (for logging)
         self.register_buffer("sign_sum", torch.tensor(0.0))
         self.register_buffer("sign_count", torch.tensor(0.0))
