@@ -3,6 +3,7 @@
     python docs/plot_fid_curve.py docs/cpu_faces32_fid.png 20:180.1 60:95.2 ... --floor 20.3
     python docs/plot_fid_curve.py out.png bce=20:300,60:150 wgan_gp=20:320,60:200 --floor 19.5
     python docs/plot_fid_curve.py out.png "run 9=120:327,160:149" --kimg-from 90  # a zoomed axis
+    python docs/plot_fid_curve.py out.png "run 21=12.4:321,84.6:70" --xlabel "kimg at 64 px"
 
 Each point is ``kimg:fid``; ``label=kimg:fid,kimg:fid,...`` is one labelled curve of several.
 ``--floor`` draws the real-vs-real FID at the same counts as a dashed
@@ -27,6 +28,7 @@ def plot(
     floor: float | None,
     title: str,
     kimg_from: float = 0.0,
+    xlabel: str = "kimg",
 ) -> Image.Image:
     image = Image.new("RGB", (WIDTH, HEIGHT), "white")
     draw = ImageDraw.Draw(image)
@@ -53,7 +55,7 @@ def plot(
         x, _ = xy(tick, 0)
         draw.line([(x, bottom), (x, bottom + 4)], fill="black")
         draw.text((x - 8, bottom + 6), f"{tick}", fill="black")
-    draw.text((WIDTH / 2 - 20, HEIGHT - 16), "kimg", fill="black")
+    draw.text((WIDTH / 2 - 3 * len(xlabel), HEIGHT - 16), xlabel, fill="black")
     draw.text((MARGIN + 60, 6), title, fill="black")
     if floor is not None:
         _, y = xy(kimg_from, floor)
@@ -91,8 +93,10 @@ def main() -> None:
     parser.add_argument("--floor", type=float, default=None)
     parser.add_argument("--title", default="FID vs held-out faces")
     parser.add_argument("--kimg-from", type=float, default=0.0, help="where the kimg axis starts")
+    parser.add_argument("--xlabel", default="kimg", help="the x axis' name")
     args = parser.parse_args()
-    plot(parse_series(args.points), args.floor, args.title, args.kimg_from).save(args.out)
+    image = plot(parse_series(args.points), args.floor, args.title, args.kimg_from, args.xlabel)
+    image.save(args.out)
 
 
 if __name__ == "__main__":
