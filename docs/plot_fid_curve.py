@@ -55,7 +55,7 @@ def plot(
         x, _ = xy(tick, 0)
         draw.line([(x, bottom), (x, bottom + 4)], fill="black")
         draw.text((x - 8, bottom + 6), f"{tick}", fill="black")
-    draw.text((WIDTH / 2 - 3 * len(xlabel), HEIGHT - 16), xlabel, fill="black")
+    draw.text((WIDTH / 2 - draw.textlength(xlabel) / 2, HEIGHT - 16), xlabel, fill="black")
     draw.text((MARGIN + 60, 6), title, fill="black")
     if floor is not None:
         _, y = xy(kimg_from, floor)
