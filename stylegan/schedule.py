@@ -99,7 +99,7 @@ class ProgressiveSchedule:
                 raise ConfigError(
                     f"stage.time_fraction has no share for {missing} px (has "
                     f"{sorted(shares)}); give every resolution from {self.start_resolution} to "
-                    f"{self.final_resolution}px one, e.g. stage.time_fraction.{missing[0]}=0.1"
+                    f"{self.final_resolution}px one, e.g. +stage.time_fraction.{missing[0]}=0.1"
                 )
             if any(shares[r] <= 0 for r in self.resolutions):
                 raise ConfigError(f"stage.time_fraction shares must be > 0, got {shares}")
