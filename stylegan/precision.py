@@ -13,6 +13,9 @@ from omegaconf import OmegaConf
 
 log = logging.getLogger(__name__)
 RESOLVER = "best_cpu_precision"
+# The resolver runs each time the config is resolved (the trainer, the logged hyperparameters):
+# the fallback is announced on the first of them only.
+_fallback_announced = False
 
 
 def cpu_has_native_bf16() -> bool:
@@ -26,10 +29,13 @@ def cpu_has_native_bf16() -> bool:
 
 
 def best_cpu_precision() -> str:
-    """``bf16-mixed`` where the CPU has native bf16, else ``32-true`` (with one line saying so)."""
+    """``bf16-mixed`` where the CPU has native bf16, else ``32-true`` (said once per process)."""
+    global _fallback_announced
     if cpu_has_native_bf16():
         return "bf16-mixed"
-    log.warning("trainer=cpu: this CPU has no native bf16, so training runs in fp32 (32-true)")
+    if not _fallback_announced:
+        log.warning("trainer=cpu: this CPU has no native bf16, so training runs in fp32 (32-true)")
+        _fallback_announced = True
     return "32-true"
 
 

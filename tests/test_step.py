@@ -369,9 +369,12 @@ def test_trainer_cpu_picks_bf16_only_where_the_cpu_has_it(monkeypatch, caplog, n
     from stylegan import precision
 
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr(precision, "_fallback_announced", False)
     cfg = compose_config("train", ["trainer=cpu"])
     with caplog.at_level("WARNING", logger="stylegan.precision"):
         assert cfg.trainer.precision == expected
+        # train.py resolves the config more than once (trainer, logged hyperparameters): one line.
+        assert compose_config("train", ["trainer=cpu"]).trainer.precision == expected
     fallback = [r.getMessage() for r in caplog.records if "no native bf16" in r.getMessage()]
     assert len(fallback) == (0 if native else 1)
     # An explicit choice wins over the detection.
