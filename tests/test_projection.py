@@ -152,12 +152,14 @@ def test_a_batch_projects_each_face_as_it_would_alone(mode):
         alone = P.project(G, target, mode=mode, steps=25, distance="pixels", schedule=schedule,
                           seed=seed)  # fmt: skip
         assert batched.meta["seed"] == seed
-        torch.testing.assert_close(batched.ws, alone.ws, rtol=1e-4, atol=1e-4)
+        # 2e-3, not 1e-4: on an AVX2-only CPU (AMD EPYC) batched and single passes sum in another
+        # order, and 25 Adam steps grow that to 5e-4; sharing anything across faces moves far more.
+        torch.testing.assert_close(batched.ws, alone.ws, rtol=2e-3, atol=2e-3)
         for a, b in zip(batched.noise, alone.noise, strict=True):
             assert a.shape == b.shape == (1, 1, *a.shape[-2:])
-            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
-        assert batched.history == pytest.approx(alone.history, rel=1e-4, abs=1e-6)
-        assert batched.psnr == pytest.approx(alone.psnr, rel=1e-4)
+            torch.testing.assert_close(a, b, rtol=2e-3, atol=2e-3)
+        assert batched.history == pytest.approx(alone.history, rel=2e-3, abs=1e-6)
+        assert batched.psnr == pytest.approx(alone.psnr, rel=2e-3)
     assert len({round(r.psnr, 3) for r in together}) == 3  # three different faces
 
 
