@@ -208,7 +208,11 @@ class StyleGANModule(L.LightningModule):
         eagerly (compiled graphs do not support double backward)."""
         # Augmentation sits inside D's input, so the penalties differentiate through it (ADA).
         if self.augment is not None:
-            images = self.augment(images).contiguous(memory_format=self.memory_format)
+            images = self.augment(images)
+        # One layout for reals and fakes: a compiled D guards on its input's strides, and a fake
+        # from a compiled synthesis need not have the reals' (on an H200, D compiled 3 graphs per
+        # resolution instead of 2). A no-op where the layout already matches.
+        images = images.contiguous(memory_format=self.memory_format)
         D = self.discriminator if penalty else self._network("discriminator")
         # fp32 logits: the losses and penalties are computed in fp32 under bf16/fp16 autocast.
         return D(images, resolution=self.resolution, alpha=self._alpha_argument()).float()
