@@ -369,6 +369,42 @@ def _ddp_worker(rank: int, world: int, port: int, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
+def test_compute_fid_in_a_world_of_one_calls_no_collective(tiny, monkeypatch, tmp_path):
+    """A process group left from a finished DDP run (Lightning does not destroy it) may not carry
+    the FID's device: NCCL refused CPU tensors on an H200 ("No backend type associated with
+    device type cpu"). With one rank there is nothing to reduce, so nothing is called."""
+    import torch.distributed as dist
+
+    real = _noise(12, 16, seed=1)
+    fakes = _noise(12, 16, seed=2).float() / 127.5 - 1.0
+    stats = fidmod.real_statistics(
+        lambda bs: _batches(real, bs), key="one", count=12, feature_name="tiny",
+        cache_dir=tmp_path, batch_size=4, feature_net=tiny,
+    )  # fmt: skip
+
+    def fid() -> float:
+        pos = iter(range(0, 12, 4))
+        return fidmod.compute_fid(
+            lambda n: fakes[(p := next(pos)) : p + n], stats, num_images=12, batch_size=4,
+            feature_net=tiny,
+        )  # fmt: skip
+
+    alone = fid()
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0,
+                            world_size=1)  # fmt: skip
+    try:
+
+        def refuse(*args, **kwargs):
+            raise RuntimeError("No backend type associated with device type cpu")
+
+        for name in ("all_gather", "all_reduce", "broadcast", "all_gather_object"):
+            monkeypatch.setattr(dist, name, refuse)
+        assert fid() == alone
+    finally:
+        monkeypatch.undo()
+        dist.destroy_process_group()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -94,8 +94,11 @@ def compute_fid(
     """
     batches = generated(generate_fn, num_images=num_images, batch_size=batch_size, device=device)
     real_stats = FeatureStats(*real_stats)
-    metric = fid_metric(feature_net, sync_on_compute=True).to(torch.device(device))
-    if dist_info()[1] == 0:
+    world, rank = dist_info()
+    # No reduction in a world of one: a process group left from a finished DDP run (Lightning
+    # does not destroy it) may not carry this device's tensors, as NCCL does not carry the CPU's.
+    metric = fid_metric(feature_net, sync_on_compute=world > 1).to(torch.device(device))
+    if rank == 0:
         inject(metric, real_stats, real=True)
     with torch.no_grad():
         for images in batches:
