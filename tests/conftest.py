@@ -4,12 +4,20 @@ CPU, tiny widths and no logger, with every path pointed into the test's temporar
 import os
 import subprocess
 import sys
+import traceback
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
+import lightning as L
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
+from torch.optim.optimizer import _get_value
+
+import stylegan.module
+import train as train_module
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = ROOT / "conf"
@@ -163,3 +171,59 @@ def fp16_on_cpu(monkeypatch):
         return real(conf, **kwargs)
 
     monkeypatch.setattr(train_module, "instantiate_group", with_fp16)
+
+
+# ---------------------------------------------------------------- host syncs in training steps
+READS = ("item", "tolist", "__bool__", "__float__", "__int__")
+# The module's two host-side draws (mixing on/off, crossover layer) come from CPU tensors by
+# construction, on every device: reading them is no sync.
+# Adam's step counts are CPU tensors too (torch keeps them there unless fused or capturable).
+HOST_SIDE = {stylegan.module.host_random.__code__, _get_value.__code__}
+STEPS = 20
+
+
+class SyncCounter(L.Callback):
+    """Counts device reads from the start of batch ``first`` to the start of ``first + STEPS``."""
+
+    def __init__(self, first: int = 2) -> None:
+        self.first = first
+        self.counting = False
+        self.calls: Counter = Counter()
+        self.windows = 0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if batch_idx == self.first:
+            self.counting = True
+        elif batch_idx == self.first + STEPS:
+            self.counting = False
+            self.windows += 1
+
+    def record(self, what: str) -> None:
+        if self.counting and sys._getframe(2).f_code not in HOST_SIDE:
+            where = traceback.extract_stack(limit=4)[0]
+            self.calls[
+                f"{what} at {where.filename.split('site-packages/')[-1]}:{where.lineno}"
+            ] += 1
+
+
+@pytest.fixture
+def count_syncs(monkeypatch):
+    """Counts host reads and ``torch.cuda.synchronize`` calls over ``STEPS`` training steps
+    (tests/test_host_syncs.py on the CPU, tests/test_cuda.py on a GPU)."""
+    counter = SyncCounter()
+
+    def wrap(name: str, real: Any) -> Any:
+        def counted(self, *args, **kwargs):
+            counter.record(name)
+            return real(self, *args, **kwargs)
+
+        return counted
+
+    for name in READS:
+        monkeypatch.setattr(torch.Tensor, name, wrap(name, getattr(torch.Tensor, name)))
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a, **k: counter.record("synchronize"))
+    real_build = train_module.build_callbacks
+    monkeypatch.setattr(
+        train_module, "build_callbacks", lambda *a, **k: [*real_build(*a, **k), counter]
+    )
+    return counter

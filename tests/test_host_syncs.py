@@ -4,72 +4,10 @@ to the host (``Tensor.item``, ``tolist``, ``bool()``, ``float()``, ``int()``) an
 on the CPU by monkeypatching them, with the default callbacks of ``conf/callbacks/default.yaml``
 (``KimgProgressBar`` aside: it is tested on its own; Lightning's stock bar is counted)."""
 
-import sys
-import traceback
-from collections import Counter
-from typing import Any
-
-import lightning as L
 import pytest
-import torch
-from torch.optim.optimizer import _get_value
 
-import stylegan.module
 import train as train_module
 from train import train
-
-READS = ("item", "tolist", "__bool__", "__float__", "__int__")
-# The module's two host-side draws (mixing on/off, crossover layer) come from CPU tensors by
-# construction, on every device: reading them is no sync.
-# Adam's step counts are CPU tensors too (torch keeps them there unless fused or capturable).
-HOST_SIDE = {stylegan.module.host_random.__code__, _get_value.__code__}
-STEPS = 20
-
-
-class SyncCounter(L.Callback):
-    """Counts device reads from the start of batch ``first`` to the start of ``first + STEPS``."""
-
-    def __init__(self, first: int = 2) -> None:
-        self.first = first
-        self.counting = False
-        self.calls: Counter = Counter()
-        self.windows = 0
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if batch_idx == self.first:
-            self.counting = True
-        elif batch_idx == self.first + STEPS:
-            self.counting = False
-            self.windows += 1
-
-    def record(self, what: str) -> None:
-        if self.counting and sys._getframe(2).f_code not in HOST_SIDE:
-            where = traceback.extract_stack(limit=4)[0]
-            self.calls[
-                f"{what} at {where.filename.split('site-packages/')[-1]}:{where.lineno}"
-            ] += 1
-
-
-@pytest.fixture
-def count_syncs(monkeypatch):
-    counter = SyncCounter()
-
-    def wrap(name: str, real: Any) -> Any:
-        def counted(self, *args, **kwargs):
-            counter.record(name)
-            return real(self, *args, **kwargs)
-
-        return counted
-
-    for name in READS:
-        monkeypatch.setattr(torch.Tensor, name, wrap(name, getattr(torch.Tensor, name)))
-    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a, **k: counter.record("synchronize"))
-    real_build = train_module.build_callbacks
-    monkeypatch.setattr(
-        train_module, "build_callbacks", lambda *a, **k: [*real_build(*a, **k), counter]
-    )
-    return counter
-
 
 NO_LOG_STEP = (
     "trainer.log_every_n_steps=1000",  # logging steps read values back by design
