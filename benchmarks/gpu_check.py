@@ -1,4 +1,5 @@
-"""The GPU check: what this project promises on a CUDA GPU, in one table, in under 5 minutes.
+"""The GPU check: what this project promises on a CUDA GPU, in one table (about 5 minutes on an
+H200 up to its fid row; the whole table has not yet been timed end to end).
 
     python benchmarks/gpu_check.py                       # one CUDA GPU (the first visible one)
     python benchmarks/gpu_check.py --data-root /data/celeba

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The GPU check (benchmarks/gpu_check.py): one table in under 5 minutes on one CUDA GPU; without
-# one it says so and runs its CPU fallback. Arguments go to the script, e.g.
+# The GPU check (benchmarks/gpu_check.py): one table, about 5 minutes on an H200 up to its fid
+# row; without a GPU it says so and runs its CPU fallback. Arguments go to the script, e.g.
 #   benchmarks/gpu_check.sh --data-root ../shared/celeba
 set -euo pipefail
 cd "$(dirname "$0")/.."
