@@ -4,5 +4,5 @@
 #   benchmarks/gpu_check.sh --data-root ../shared/celeba
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PYTHON="${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || command -v python || echo python3 )}"
+PYTHON="${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || command -v python3 || echo python )}"
 exec "$PYTHON" benchmarks/gpu_check.py "$@"
