@@ -48,12 +48,17 @@ def host_random(*, high: int | None = None) -> float | int:
 GRAPHS_PER_RESOLUTION = 2
 
 
+def recompile_limit_name() -> str:
+    """The name of dynamo's per-function recompile limit (older torch: ``cache_size_limit``)."""
+    config = torch._dynamo.config
+    return "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+
+
 def allow_graphs_for_every_resolution(final_resolution: int) -> None:
     """Raise dynamo's per-function recompile limit (8 by default) to the graphs a run up to
     ``final_resolution`` compiles, 2 per resolution from 4 px, so no resolution falls back to
     eager (an 8 -> 128 px run needs 10; 4 -> 1024 px, 18)."""
-    config = torch._dynamo.config
-    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+    config, name = torch._dynamo.config, recompile_limit_name()
     resolutions = max(1, int(final_resolution).bit_length() - 2)  # 4, 8, ..., final
     needed = GRAPHS_PER_RESOLUTION * resolutions + 2  # + 2: a spare either way
     if getattr(config, name) < needed:

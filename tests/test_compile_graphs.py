@@ -26,13 +26,8 @@ def test_five_resolutions_compile_two_graphs_per_network_each(train_config, monk
     counters = _count_graphs(monkeypatch)
     # The default limit, whatever ran before. config.patch, not monkeypatch: monkeypatch's undo
     # deletes a config entry, and every later compile in the process failed on the missing key.
-    name = (
-        "recompile_limit"
-        if hasattr(torch._dynamo.config, "recompile_limit")
-        else "cache_size_limit"
-    )
     torch._dynamo.reset()
-    with torch._dynamo.config.patch(**{name: 8}):
+    with torch._dynamo.config.patch(**{module_mod.recompile_limit_name(): 8}):
         train(
             train_config(
                 "training.compile=true",
