@@ -16,15 +16,14 @@ Prints figures; asserts nothing.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import statistics
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
+import _quiet  # noqa: F401  (first: before tqdm is imported)
 import lightning as L
 import torch
 import torch.nn.functional as F
@@ -38,12 +37,6 @@ sys.path.insert(0, str(ROOT))
 
 from stylegan.callbacks import AtomicCheckpointIO  # noqa: E402
 from train import build_callbacks, build_module, build_schedule, run_knobs  # noqa: E402
-
-# Figures only: Lightning's banners, warnings and the cache's progress bars would bury the table.
-warnings.filterwarnings("ignore")
-os.environ.setdefault("TQDM_DISABLE", "1")
-for name in ("lightning.pytorch", "lightning.fabric"):
-    logging.getLogger(name).setLevel(logging.ERROR)
 
 BATCH = {8: 32, 16: 32, 32: 32, 64: 16, 128: 8}  # the table: batch per resolution
 WIDTHS = {"paper": "model=paper", "cpu": "model=cpu"}

@@ -33,8 +33,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
-import os
 import sys
 import tempfile
 import time
@@ -42,6 +40,7 @@ import warnings
 from collections import Counter
 from pathlib import Path
 
+import _quiet  # noqa: F401  (first: before tqdm is imported)
 import lightning as L
 import torch
 
@@ -52,11 +51,6 @@ from bench_train import FlopCount  # noqa: E402
 
 import train as train_module  # noqa: E402
 from stylegan.checkpoints import safe_torch_load  # noqa: E402
-
-warnings.filterwarnings("ignore")
-os.environ.setdefault("TQDM_DISABLE", "1")
-for name in ("lightning.pytorch", "lightning.fabric"):
-    logging.getLogger(name).setLevel(logging.ERROR)
 
 READS = ("item", "tolist", "__bool__", "__float__", "__int__")
 PAPER_BATCH = {64: 32, 128: 16, 256: 8}

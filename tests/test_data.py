@@ -168,6 +168,31 @@ def test_no_readable_image_is_a_one_line_error(tmp_path):
     assert "\n" not in str(error.value)
 
 
+def test_the_build_bar_obeys_tqdm_disable(celeba_root, tmp_path):
+    """The benchmarks silence tqdm with TQDM_DISABLE=1 (tqdm reads it at import): a build that
+    passes its own ``disable=False`` would print its bar into their tables anyway."""
+    folder = tmp_path / "images"
+    _copy_images(celeba_root, folder, 3)
+    build = (
+        "import sys; from stylegan.data import Crop, build_cache; "
+        "build_cache(['000001.jpg', '000002.jpg', '000003.jpg'], root=sys.argv[1], "
+        "resolutions=[8], crop=Crop(), cache_dir=sys.argv[2], num_workers=0)"
+    )
+
+    def bar_of_a_build(cache: str, **env: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", build, str(folder), str(tmp_path / cache)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **env},
+            check=True,
+        )
+        return done.stderr
+
+    assert "Preparing 3 images" in bar_of_a_build("shown", TQDM_DISABLE="")
+    assert "Preparing" not in bar_of_a_build("silenced", TQDM_DISABLE="1")
+
+
 def test_each_cached_resolution_is_the_2x2_mean_of_the_one_above(celeba_root, tmp_path):
     """Official dataset tool: level r/2 is the box average of level r, so the reals match D's
     average-pool skip path and the fade-in; the top level is a Lanczos resize of the crop."""

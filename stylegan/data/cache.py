@@ -348,7 +348,8 @@ def _decode_into(
             desc=f"Preparing {len(sources)} images at {list(resolutions)}px",
             unit="img",
             leave=False,
-            disable=not progress,
+            # only ever forced off: a bar left to tqdm's default obeys TQDM_DISABLE=1
+            **({} if progress else {"disable": True}),
         )
         for name, result in bar:
             if isinstance(result, str):
