@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import _quiet  # noqa: F401  (first: before tqdm is imported)
+import _quiet  # noqa: F401  (first: it must run before tqdm and Lightning are imported)
 import lightning as L
 import torch
 import torch.nn.functional as F

@@ -40,7 +40,7 @@ import warnings
 from collections import Counter
 from pathlib import Path
 
-import _quiet  # noqa: F401  (first: before tqdm is imported)
+import _quiet  # noqa: F401  (first: it must run before tqdm and Lightning are imported)
 import lightning as L
 import torch
 
