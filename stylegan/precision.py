@@ -19,10 +19,18 @@ _fallback_announced = False
 
 
 def cpu_has_native_bf16() -> bool:
-    """Whether oneDNN runs bf16 natively on this CPU (AVX512-BF16 / AMX), not emulated."""
+    """Whether this CPU computes bf16 natively (AVX512-BF16 / AMX on x86), not emulated.
+
+    oneDNN's own ``_is_mkldnn_bf16_supported`` answers yes on any AVX512 CPU, where bf16 is
+    emulated: on an Ice Lake Xeon without AVX512-BF16 a bf16-mixed 64-px step took 2.1x as long as
+    fp32 (benchmarks/bench_train.py, 2026-12-07). So on x86 ask for the instructions themselves.
+    """
     if not torch.backends.mkldnn.is_available():
         return False
-    try:
+    cpu = torch.cpu
+    if hasattr(cpu, "_is_avx512_bf16_supported") and cpu._is_avx2_supported():  # x86
+        return bool(cpu._is_avx512_bf16_supported() or cpu._is_amx_tile_supported())
+    try:  # elsewhere (aarch64) oneDNN's answer reflects the bf16 instructions
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):  # an older or differently built torch
         return False
