@@ -102,6 +102,7 @@ class TrainingConfig:
     reset_optimizer_on_phase: bool = MISSING
     channels_last: bool = MISSING
     compile: bool = MISSING
+    joint_d_pass_max_batch: int = MISSING
     adam_betas: list[float] = MISSING
     adam_eps: float = MISSING
     on_nonfinite: str = MISSING  # stop | skip_step (checked by the divergence guard)

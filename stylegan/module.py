@@ -43,9 +43,12 @@ def host_random(*, high: int | None = None) -> float | int:
     return int(torch.randint(1, high, ()))
 
 
-# torch.compile graphs per network per resolution: synthesis runs under no_grad in the D step and
-# with grad in the G step, and D sees fakes that do not require grad (D step) and that do (G step).
-GRAPHS_PER_RESOLUTION = 2
+# torch.compile graphs per network per resolution. Synthesis: under no_grad in the D step, with
+# grad in the G step. D: reals and fakes in one pass of 2N (D step), fakes that require grad
+# (G step), and in an R1 step fakes alone (N, no grad; the reals' R1 pass runs eagerly). So 2, or
+# 3 with lazy R1, which runs both kinds of D step.
+SYNTHESIS_GRAPHS_PER_RESOLUTION = 2
+DISCRIMINATOR_GRAPHS_PER_RESOLUTION = 3
 
 
 def recompile_limit_name() -> str:
@@ -56,11 +59,11 @@ def recompile_limit_name() -> str:
 
 def allow_graphs_for_every_resolution(final_resolution: int) -> None:
     """Raise dynamo's per-function recompile limit (8 by default) to the graphs a run up to
-    ``final_resolution`` compiles, 2 per resolution from 4 px, so no resolution falls back to
-    eager (an 8 -> 128 px run needs 10; 4 -> 1024 px, 18)."""
+    ``final_resolution`` compiles, up to 3 per resolution from 4 px, so no resolution falls back
+    to eager (an 8 -> 128 px run needs up to 15; 4 -> 1024 px, 27)."""
     config, name = torch._dynamo.config, recompile_limit_name()
     resolutions = max(1, int(final_resolution).bit_length() - 2)  # 4, 8, ..., final
-    needed = GRAPHS_PER_RESOLUTION * resolutions + 2  # + 2: a spare either way
+    needed = DISCRIMINATOR_GRAPHS_PER_RESOLUTION * resolutions + 2  # + 2: a spare either way
     if getattr(config, name) < needed:
         setattr(config, name, needed)
 
@@ -90,6 +93,7 @@ class StyleGANModule(L.LightningModule):
         channels_last: bool = False,  # NHWC activations and weights (faster convs on CPU/GPU)
         augment: DiscriminatorAugment | None = None,  # ADA/DiffAugment of D's inputs; None = off
         compile: bool = False,  # torch.compile G's synthesis and D (not their penalty passes)
+        joint_d_pass_max_batch: int = 16,  # reals + fakes in one D call up to this many; 0 = never
     ) -> None:
         super().__init__()
         if loss not in LOSSES:
@@ -113,6 +117,9 @@ class StyleGANModule(L.LightningModule):
         self.automatic_optimization = False
         self.generator = generator
         self.discriminator = discriminator
+        # Reals and fakes in one D pass where D keeps them apart (see _discriminator_loss).
+        self._joint_real_fake_pass = bool(getattr(discriminator, "supports_joint_pass", False))
+        self.joint_d_pass_max_batch = int(joint_d_pass_max_batch)
         # Same train/eval mode as G (G has no mode-dependent layers); never optimized.
         self.generator_ema = copy.deepcopy(generator).requires_grad_(False)
         self.augment = augment
@@ -208,9 +215,12 @@ class StyleGANModule(L.LightningModule):
     def _alpha_argument(self) -> float | Tensor:
         return self.alpha_tensor if self.compile else self.alpha
 
-    def _discriminate(self, images: Tensor, *, penalty: bool = False) -> Tensor:
+    def _discriminate(
+        self, images: Tensor, *, penalty: bool = False, minibatches: int = 1
+    ) -> Tensor:
         """D's fp32 logits. ``penalty``: a pass the penalties differentiate twice, which runs
-        eagerly (compiled graphs do not support double backward)."""
+        eagerly (compiled graphs do not support double backward). ``minibatches``: images is
+        that many equal minibatches concatenated, which minibatch stddev keeps apart."""
         # Augmentation sits inside D's input, so the penalties differentiate through it (ADA).
         if self.augment is not None:
             images = self.augment(images)
@@ -220,7 +230,8 @@ class StyleGANModule(L.LightningModule):
         images = images.contiguous(memory_format=self.memory_format)
         D = self.discriminator if penalty else self._network("discriminator")
         # fp32 logits: the losses and penalties are computed in fp32 under bf16/fp16 autocast.
-        return D(images, resolution=self.resolution, alpha=self._alpha_argument()).float()
+        kwargs = {"minibatches": minibatches} if minibatches > 1 else {}
+        return D(images, resolution=self.resolution, alpha=self._alpha_argument(), **kwargs).float()
 
     def _discriminate_for_penalty(self, images: Tensor) -> Tensor:
         return self._discriminate(images, penalty=True)
@@ -264,8 +275,17 @@ class StyleGANModule(L.LightningModule):
         r1_step = due and penalty.name == "r1"
         if r1_step:  # R1 differentiates the D(real) pass the loss runs anyway
             real = real.detach().requires_grad_(True)
-        real_logits = self._discriminate(real, penalty=r1_step)
-        fake_logits = self._discriminate(fake)
+        joint = self._joint_real_fake_pass and 2 * real.shape[0] <= self.joint_d_pass_max_batch
+        if r1_step or not joint:
+            real_logits = self._discriminate(real, penalty=r1_step)
+            fake_logits = self._discriminate(fake)
+        else:
+            # One D pass over reals and fakes: half the layer calls of two passes, so less of the
+            # per-call overhead that dominates small CPU batches (large ones ran slower joined:
+            # conf/train.yaml). An R1 step keeps two passes: its input-gradient pass would
+            # otherwise run through the fakes' half as well.
+            logits = self._discriminate(torch.cat([real, fake.to(real.dtype)]), minibatches=2)
+            real_logits, fake_logits = logits.split(real.shape[0])
         value = None
         if r1_step:
             value = losses.r1_penalty(real_logits, real, grad_scale=self._gradient_scale())

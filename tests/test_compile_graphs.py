@@ -1,8 +1,10 @@
 """training.compile with the module's real call pattern: synthesis under no_grad (D step) and with
-grad (G step), D on fakes that do not and that do require grad. That is 2 graphs per network per
-resolution, and over a 5-resolution run every one of them is compiled: none falls back to eager at
+grad (G step); D on reals and fakes in one pass (D step), on fakes that require grad (G step), and,
+with lazy R1, on fakes alone in an R1 step. That is 2 graphs per resolution for synthesis and 2 or
+3 for D, and over a 5-resolution run every one of them is compiled: none falls back to eager at
 dynamo's default limit of 8 per function."""
 
+import pytest
 import torch
 from torch._dynamo.testing import CompileCounter
 
@@ -22,7 +24,16 @@ def _count_graphs(monkeypatch) -> dict[str, CompileCounter]:
     return counters
 
 
-def test_five_resolutions_compile_two_graphs_per_network_each(train_config, monkeypatch):
+@pytest.mark.parametrize(
+    ("loss", "discriminator_graphs"),
+    [
+        (["loss=wgan_gp"], 2),  # joint pass, G step
+        (["loss=bce", "loss.r1_interval=2"], 3),  # + fakes alone in the R1 steps
+    ],
+)
+def test_five_resolutions_compile_every_graph_of_each_network(
+    train_config, monkeypatch, loss, discriminator_graphs
+):
     counters = _count_graphs(monkeypatch)
     # The default limit, whatever ran before. config.patch, not monkeypatch: monkeypatch's undo
     # deletes a config entry, and every later compile in the process failed on the missing key.
@@ -38,18 +49,23 @@ def test_five_resolutions_compile_two_graphs_per_network_each(train_config, monk
                 "stage.batch_size={8: 8, 16: 8, 32: 8, 64: 8, 128: 8}",
                 "data.limit=16",
                 "callbacks.samples=null",
+                *loss,
             )
         )
     graphs = {name: counter.frame_count for name, counter in counters.items()}
-    per_resolution = module_mod.GRAPHS_PER_RESOLUTION
-    assert graphs == {"SynthesisNetwork": 5 * per_resolution, "Discriminator": 5 * per_resolution}
+    assert discriminator_graphs <= module_mod.DISCRIMINATOR_GRAPHS_PER_RESOLUTION
+    assert graphs == {
+        "SynthesisNetwork": 5 * module_mod.SYNTHESIS_GRAPHS_PER_RESOLUTION,
+        "Discriminator": 5 * discriminator_graphs,
+    }
 
 
 def test_fakes_in_another_layout_than_the_reals_add_no_discriminator_graph(
     train_config, monkeypatch
 ):
     """A compiled synthesis may return its images in another memory format than the reals' (on
-    an H200 D compiled 3 graphs per resolution, not 2): D's input is given one layout first."""
+    an H200 D compiled 3 graphs per resolution, not 2): D's input is given one layout first.
+    (The joint real+fake pass makes them one tensor anyway; the G step's fakes go alone.)"""
     counters = _count_graphs(monkeypatch)
     real_generate = module_mod.StyleGANModule._generate
 
@@ -68,6 +84,7 @@ def test_fakes_in_another_layout_than_the_reals_add_no_discriminator_graph(
             "stage.stable_kimg=0.032",
             "stage.total_kimg=0.112",
             "callbacks.samples=null",
+            "loss=wgan_gp",
         )
     )
-    assert counters["Discriminator"].frame_count == 2 * module_mod.GRAPHS_PER_RESOLUTION
+    assert counters["Discriminator"].frame_count == 2 * 2  # wgan_gp: joint pass, G step

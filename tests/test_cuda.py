@@ -121,5 +121,6 @@ def test_cuda_compile_has_two_graphs_per_network_per_resolution(train_config, mo
             "callbacks.samples=null",
         )
     )
-    expected = 2 * module_mod.GRAPHS_PER_RESOLUTION
+    # wgan_gp (the default): D's joint real+fake pass and its G-step pass, as synthesis's two.
+    expected = 2 * module_mod.SYNTHESIS_GRAPHS_PER_RESOLUTION
     assert graphs == {"SynthesisNetwork": expected, "Discriminator": expected}

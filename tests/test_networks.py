@@ -436,6 +436,16 @@ def test_minibatch_stddev_official_formula(batch: int, group: int, num_channels:
             assert torch.allclose(out[n, 4 + k], std.expand(3, 3), atol=1e-6)
 
 
+@pytest.mark.parametrize("batch", [8, 6, 3])
+def test_minibatch_stddev_of_concatenated_minibatches_groups_within_each(batch: int) -> None:
+    layer = MinibatchStdDev(group_size=4, num_channels=2)
+    real, fake = torch.randn(batch, 4, 3, 3), torch.randn(batch, 4, 3, 3) * 3 + 1
+    joint = layer(torch.cat([real, fake]), minibatches=2)
+    torch.testing.assert_close(joint, torch.cat([layer(real), layer(fake)]), rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="equal minibatches"):
+        layer(torch.randn(5, 4, 3, 3), minibatches=2)
+
+
 # ----------------------------------------------------------------------------------------------
 # Gradients.
 

@@ -197,6 +197,39 @@ def _capture_module(monkeypatch) -> dict:
     return captured
 
 
+@pytest.mark.parametrize("alpha", [1.0, 0.4])  # stable, and fading in (two fromRGB paths)
+def test_the_joint_real_fake_pass_gives_the_losses_of_two_separate_passes(alpha):
+    """D's step runs reals and fakes through one D call; its losses and scores are those of
+    D(real) and D(fake) called apart (minibatch stddev never groups a real with a fake)."""
+    module = _module(loss="wgan_gp", gp_interval=2)
+    module._d_steps = 1  # not a penalty step: the penalty's random interpolation stays out
+    module.resolution, module.alpha = 16, alpha
+    torch.manual_seed(1)
+    real = torch.randn(8, 3, 16, 16).contiguous(memory_format=torch.channels_last)
+    fake = torch.randn(8, 3, 16, 16)
+    calls = []
+    handle = module.discriminator.register_forward_hook(lambda m, i, o: calls.append(i[0].shape))
+    assert module._joint_real_fake_pass  # the StyleGAN discriminator supports it
+    joint_total, joint = module._discriminator_loss(real, fake)
+    assert calls == [torch.Size([16, 3, 16, 16])]  # one call over both
+    module.joint_d_pass_max_batch = 15  # 8 reals + 8 fakes are more: two calls
+    apart_total, apart = module._discriminator_loss(real, fake)
+    assert calls[1:] == [torch.Size([8, 3, 16, 16])] * 2
+    handle.remove()
+    torch.testing.assert_close(joint_total, apart_total, rtol=1e-5, atol=1e-6)
+    for key in ("scores/real", "scores/fake", "loss/d", "loss/drift"):
+        torch.testing.assert_close(joint[key], apart[key], rtol=1e-5, atol=1e-6)
+
+
+def test_a_batchnorm_discriminator_keeps_reals_and_fakes_in_separate_passes():
+    from stylegan.networks.dcgan import DCGANDiscriminator
+
+    G = Generator(resolution=64, z_dim=16, w_dim=16, **TINY)
+    D = DCGANDiscriminator(resolution=64)
+    module = StyleGANModule(generator=G, discriminator=D, loss="bce", r1_gamma=0.0)
+    assert not module._joint_real_fake_pass  # one pass would mix their BatchNorm statistics
+
+
 def test_lazy_gradient_penalty_runs_every_nth_d_step_scaled_by_n(train_config, monkeypatch):
     calls = []
     penalty = losses.gradient_penalty

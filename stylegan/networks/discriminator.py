@@ -96,9 +96,9 @@ class OutputBlock(nn.Module):
         self.fc = EqualizedLinear(channels * MIN_RESOLUTION * MIN_RESOLUTION, channels)
         self.out = EqualizedLinear(channels, 1, gain=1.0)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, minibatches: int = 1) -> torch.Tensor:
         # x: [N, C, 4, 4] -> logits [N]
-        x = F.leaky_relu(self.conv(self.mbstd(x)), LRELU_SLOPE)
+        x = F.leaky_relu(self.conv(self.mbstd(x, minibatches)), LRELU_SLOPE)
         x = F.leaky_relu(self.fc(x.flatten(1)), LRELU_SLOPE)
         return self.out(x).squeeze(1)
 
@@ -111,6 +111,9 @@ class Discriminator(nn.Module):
     """Progressive discriminator: image [N, img_channels, r, r] -> logits [N]."""
 
     supports_gradient_penalty = True  # WGAN-GP / R1 are meaningful (no BatchNorm)
+    # Reals and fakes may share one pass (``minibatches=2``): only minibatch stddev couples
+    # samples, and it groups within each minibatch. (DCGAN's BatchNorm would mix their statistics.)
+    supports_joint_pass = True
 
     def __init__(
         self,
@@ -172,8 +175,10 @@ class Discriminator(nn.Module):
         *,
         resolution: int | None = None,
         alpha: float | torch.Tensor = 1.0,  # a 0-d tensor: always blended (one compiled graph)
+        minibatches: int = 1,  # img is this many equal minibatches (reals, fakes) in one pass
     ) -> torch.Tensor:
-        # img: [N, img_channels, resolution, resolution] -> logits [N]
+        # img: [N, img_channels, resolution, resolution] -> logits [N]. Samples are independent
+        # except in minibatch stddev, which groups within each of the ``minibatches``.
         resolution = self.check_active_resolution(resolution)
         alpha = check_alpha(alpha)
         expected = [self.img_channels, resolution, resolution]
@@ -191,4 +196,4 @@ class Discriminator(nn.Module):
         while r > MIN_RESOLUTION:
             x = self.blocks[str(r)](x)
             r //= 2
-        return self.blocks[str(MIN_RESOLUTION)](x)  # [N]
+        return self.blocks[str(MIN_RESOLUTION)](x, minibatches)  # [N]

@@ -328,6 +328,7 @@ class MinibatchStdDev(nn.Module):
 
     The batch is split into groups of G = the largest divisor of N that is <= ``group_size`` (so
     any batch size works; sample i belongs to group ``i % (N // G)`` as in the official reshape).
+    A batch of several concatenated minibatches (``minibatches``) is grouped within each.
     Per group: std over the group of every feature, averaged over (channels of the channel group,
     H, W), replicated over the group and pixels, and concatenated as ``num_channels`` new maps.
     """
@@ -346,17 +347,21 @@ class MinibatchStdDev(nn.Module):
         self.group_size = group_size
         self.num_channels = num_channels
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # x: [N, C, H, W] -> [N, C + num_channels, H, W]
+    def forward(self, x: torch.Tensor, minibatches: int = 1) -> torch.Tensor:
+        # x: [N, C, H, W] -> [N, C + num_channels, H, W]. ``minibatches``: x is that many equal
+        # minibatches concatenated (D's reals then fakes in one pass); groups never cross them.
         N, C, H, W = x.shape
         n = self.num_channels
         if C % n != 0:
             raise ValueError(f"channels ({C}) must be divisible by mbstd num_channels ({n})")
-        G = max(g for g in range(1, min(self.group_size, N) + 1) if N % g == 0)
-        y = x.float().reshape(G, N // G, n, C // n, H, W)  # [G, M, n, c, H, W]
-        y = y - y.mean(dim=0)
-        y = (y.square().mean(dim=0) + NORM_EPS).sqrt()  # [M, n, c, H, W]
-        y = y.mean(dim=(2, 3, 4))  # [M, n]
-        y = y.to(x.dtype).reshape(N // G, n, 1, 1).repeat(G, 1, H, W)  # [N, n, H, W]
-        # cat falls back to NCHW when one input is a 1-channel map; restore x's layout (4×4: cheap).
+        if minibatches < 1 or N % minibatches != 0:
+            raise ValueError(f"batch {N} is not {minibatches} equal minibatches")
+        K, B = minibatches, N // minibatches
+        G = max(g for g in range(1, min(self.group_size, B) + 1) if B % g == 0)
+        y = x.float().reshape(K, G, B // G, n, C // n, H, W)  # [K, G, M, n, c, H, W]
+        y = y - y.mean(dim=1, keepdim=True)
+        y = (y.square().mean(dim=1) + NORM_EPS).sqrt()  # [K, M, n, c, H, W]
+        y = y.mean(dim=(3, 4, 5))  # [K, M, n]
+        y = y.to(x.dtype).reshape(K, 1, B // G, n, 1, 1).expand(K, G, B // G, n, H, W)
+        y = y.reshape(N, n, H, W)
         return torch.cat([x, y], dim=1).contiguous(memory_format=memory_format_of(x))
