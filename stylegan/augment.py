@@ -81,6 +81,13 @@ class IntegerTranslate(nn.Module):
 
 
 # ---------------------------------------------------------------------------- colour and cutout
+def scale_contrast(x: Tensor, factor: Tensor) -> Tensor:
+    """Each sample times its factor [N], clamped to [0, 1]: kornia's ``adjust_contrast`` without
+    the non-negativity check that kornia 0.9.2 added, which reads the factors back on the host at
+    every call on a CPU (factors here are 1 ± a strength in [0, 1], never negative)."""
+    return (x * factor.view(-1, *([1] * (x.dim() - 1)))).clamp(0.0, 1.0)
+
+
 def _uniform(x: Tensor, centre: float, half_width: float) -> Tensor:
     """One value per sample of ``x``, uniform in ``centre ± half_width``, on ``x``'s device."""
     return centre + half_width * (2.0 * torch.rand(x.shape[0], device=x.device, dtype=x.dtype) - 1)
@@ -100,7 +107,7 @@ class ColorJitter(nn.Module):
         if brightness > 0:
             x = KE.adjust_brightness(x, _uniform(x, 0.0, brightness))
         if contrast > 0:
-            x = KE.adjust_contrast(x, _uniform(x, 1.0, contrast))
+            x = scale_contrast(x, _uniform(x, 1.0, contrast))
         if hue > 0:
             x = KE.adjust_hue(x, _uniform(x, 0.0, hue) * (2 * math.pi))
         if saturation > 0:
@@ -156,6 +163,12 @@ class DiscriminatorAugment(nn.Module):
             raise ConfigError("augment.initial_p and augment.max_p must be in [0, 1]")
         if interval < 1 or speed_kimg <= 0:
             raise ConfigError("augment.interval must be >= 1 and augment.speed_kimg > 0")
+        if min(brightness, contrast, saturation, hue) < 0 or max(contrast, saturation) > 1:
+            raise ConfigError(
+                "augment.brightness/contrast/saturation/hue must be >= 0, and contrast and "
+                f"saturation at most 1 (factors 1 ± strength), got {brightness=}, {contrast=}, "
+                f"{saturation=}, {hue=}"
+            )
         self.mode = mode
         self.target = target
         self.interval = interval

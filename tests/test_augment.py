@@ -3,11 +3,12 @@ checkpoint, and augment=none leaving D's inputs exactly as they were."""
 
 import csv
 
+import kornia.enhance as KE
 import pytest
 import torch
 from conftest import compose_config
 
-from stylegan.augment import DiscriminatorAugment, build_augment
+from stylegan.augment import DiscriminatorAugment, build_augment, scale_contrast
 from stylegan.errors import ConfigError
 from stylegan.module import StyleGANModule
 from train import train
@@ -54,6 +55,14 @@ def test_each_transform_changes_images_and_passes_gradients(name):
     assert torch.isfinite(grad).all() and grad.abs().sum() > 0
 
 
+def test_contrast_is_kornias_adjust_contrast():
+    # Ours skips kornia's host-side check of the factors; the result must stay kornia's.
+    torch.manual_seed(0)
+    x = torch.rand(6, 3, 8, 8)
+    factor = torch.tensor([0.0, 0.4, 0.7, 1.0, 1.3, 2.5])
+    torch.testing.assert_close(scale_contrast(x, factor), KE.adjust_contrast(x, factor))
+
+
 def test_p_zero_is_the_identity_and_p_one_augments_every_sample():
     x = torch.rand(16, 3, 8, 8) * 2 - 1
     assert torch.equal(DiscriminatorAugment(mode="ada", initial_p=0.0)(x), x)
@@ -89,6 +98,10 @@ def test_bad_options_are_one_line_errors():
         DiscriminatorAugment(mode="bogus")
     with pytest.raises(ConfigError, match="initial_p"):
         DiscriminatorAugment(initial_p=2.0)
+    with pytest.raises(ConfigError, match=r"contrast.*at most 1"):
+        DiscriminatorAugment(contrast=1.5)
+    with pytest.raises(ConfigError, match="must be >= 0"):
+        DiscriminatorAugment(hue=-0.1)
     assert build_augment("none") is None and build_augment(None) is None
 
 
