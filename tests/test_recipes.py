@@ -4,6 +4,7 @@ time-budgeted schedule follows the clock; the run's one progress bar tells the t
 import itertools
 import re
 import time
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -12,6 +13,7 @@ import torch
 from conftest import ROOT, compose_config
 
 from stylegan.callbacks.progress_bar import KimgProgressBar, RateMeter, format_seconds
+from stylegan.cli import silence_library_notices
 from stylegan.errors import ConfigError
 from stylegan.schedule import FADE, STABLE, ProgressiveSchedule
 from train import build_schedule, train
@@ -294,6 +296,31 @@ def test_format_seconds_and_rate_meter():
     for t in range(40):
         meter.add(float(t), 100 * t if t < 20 else 2000 + 50 * (t - 20))
     assert meter.rate() == pytest.approx(50, rel=0.1)  # the last ~10 s only
+
+
+def test_library_deprecation_notices_do_not_break_the_bar(tmp_path):
+    """The notices torch raises for Lightning's and fid-helper's use of its internals (one in
+    the middle of the bar at each resolution change) are hidden at the entry points, by message:
+    the real calls stay silent, and other FutureWarnings still show."""
+    from torch.utils._pytree import LeafSpec, treespec_leaf
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit.script's own notice: tests only
+        torch.jit.script(torch.nn.Linear(2, 2)).save(str(tmp_path / "linear.pt"))
+    notices = [
+        "`isinstance(treespec, LeafSpec)` is deprecated, use `isinstance(treespec, TreeSpec)`",
+        "`torch.jit.load` is deprecated. Please switch to `torch.export`.",
+        "`torch.jit.freeze` is deprecated. Please use `torch.compile` instead.",
+    ]
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        silence_library_notices()
+        isinstance(treespec_leaf(), LeafSpec)
+        torch.jit.freeze(torch.jit.load(str(tmp_path / "linear.pt")).eval())
+        for notice in notices:  # the texts as torch 2.14 words them, whatever torch is here
+            warnings.warn(notice, FutureWarning, stacklevel=1)
+        warnings.warn("a notice of this project's own", FutureWarning, stacklevel=1)
+    assert [str(w.message) for w in seen] == ["a notice of this project's own"]
 
 
 @pytest.mark.slow
